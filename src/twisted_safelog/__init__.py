@@ -1,0 +1,45 @@
+"""
+twisted-safelog: Twisted logging that cannot wedge.
+
+Hardened observers, handlers and sinks with a per-thread reentry guard, a
+circuit breaker and out-of-band error reports, so that a failing log sink can
+never start the feedback loop between C{twisted.logger}, a redirected
+C{sys.stderr} and stdlib C{logging}.
+"""
+
+from ._breaker import BreakerState, CircuitBreaker, IClock, MonotonicClock
+from ._report import (
+    REPORT_PREFIX,
+    FileDescriptorWriter,
+    IReporter,
+    Reporter,
+    StreamWriter,
+    defaultReporter,
+    setDefaultReporter,
+)
+from ._safe import DEFAULT_BUFFER_SIZE, SafeObserver
+from ._stats import DropReason, SinkStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # _breaker
+    "BreakerState",
+    "CircuitBreaker",
+    "IClock",
+    "MonotonicClock",
+    # _report
+    "REPORT_PREFIX",
+    "FileDescriptorWriter",
+    "IReporter",
+    "Reporter",
+    "StreamWriter",
+    "defaultReporter",
+    "setDefaultReporter",
+    # _safe
+    "DEFAULT_BUFFER_SIZE",
+    "SafeObserver",
+    # _stats
+    "DropReason",
+    "SinkStats",
+]

@@ -1,0 +1,228 @@
+# -*- test-case-name: tests.test_breaker -*-
+"""
+A circuit breaker for log sinks: closed, open (quarantined), half-open.
+
+The breaker never calls the sink itself and never holds its lock while the
+caller does, so a slow or hanging sink cannot serialise other threads. It
+owns no timers: it only compares the injected clock's ``seconds()`` with the
+time it may next let a probe through, which makes it usable before the
+reactor runs, from any thread, and under ``twisted.internet.task.Clock`` in
+tests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = ["BreakerState", "CircuitBreaker", "IClock", "MonotonicClock"]
+
+
+class IClock(Protocol):
+    """
+    The part of L{twisted.internet.interfaces.IReactorTime} the breaker uses.
+    """
+
+    def seconds(self) -> float: ...
+
+
+class MonotonicClock:
+    """
+    The default clock: C{time.monotonic}, which wall-clock changes do not
+    move. The reactor is not the default because importing it would install
+    the default reactor before C{twistd} chose one.
+    """
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+class BreakerState(StrEnum):
+    """
+    The states of a L{CircuitBreaker}. Each compares equal to its string
+    value, so C{stats().state == "open"} reads naturally.
+    """
+
+    closed = "closed"
+    open = "open"
+    halfOpen = "half-open"
+
+
+BreakerListener = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
+
+_CLOSED = BreakerState.closed
+_OPEN = BreakerState.open
+_HALF_OPEN = BreakerState.halfOpen
+
+
+class CircuitBreaker:
+    """
+    Decide whether a sink may be called, from its recent successes and
+    failures.
+
+    Closed: every call is allowed; C{failureThreshold} consecutive failures
+    open the breaker. Open: no call is allowed until C{resetTimeout} seconds
+    have passed; then exactly one caller is let through as a probe
+    (half-open). A successful probe closes the breaker; a failed one opens it
+    again for C{backoffFactor} times longer, up to C{maxResetTimeout}.
+
+    Callers ask L{allow} before calling the sink and report the outcome with
+    L{success} or L{failure}. A caller that was allowed in half-open state
+    I{must} report an outcome, or no further probe will be let through.
+
+    Listeners are called on every state change, outside the lock; an
+    exception from a listener is swallowed so it cannot break the caller.
+    """
+
+    def __init__(
+        self,
+        failureThreshold: int = 5,
+        resetTimeout: float = 1.0,
+        maxResetTimeout: float = 60.0,
+        backoffFactor: float = 2.0,
+        clock: IClock | None = None,
+    ) -> None:
+        if failureThreshold < 1:
+            raise ValueError(f"failureThreshold must be >= 1, not {failureThreshold!r}")
+        if resetTimeout <= 0:
+            raise ValueError(f"resetTimeout must be > 0, not {resetTimeout!r}")
+        if maxResetTimeout < resetTimeout:
+            raise ValueError(
+                f"maxResetTimeout ({maxResetTimeout!r}) must be >= "
+                f"resetTimeout ({resetTimeout!r})"
+            )
+        if backoffFactor < 1:
+            raise ValueError(f"backoffFactor must be >= 1, not {backoffFactor!r}")
+        self.failureThreshold = failureThreshold
+        self.resetTimeout = resetTimeout
+        self.maxResetTimeout = maxResetTimeout
+        self.backoffFactor = backoffFactor
+        self.clock: IClock = MonotonicClock() if clock is None else clock
+        self._lock = threading.Lock()
+        # Read without the lock on the fast path; written only under it.
+        self._state = _CLOSED
+        self._consecutiveFailures = 0
+        self._currentTimeout = resetTimeout
+        self._retryAt = 0.0
+        self._openedAt = 0.0
+        self._listeners: list[BreakerListener] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<CircuitBreaker {self._state.value} "
+            f"failures={self._consecutiveFailures}/{self.failureThreshold} "
+            f"timeout={self._currentTimeout:g}s>"
+        )
+
+    @property
+    def state(self) -> BreakerState:
+        """
+        The current state. Reading it never changes it: an open breaker whose
+        timeout has passed stays open until a caller asks L{allow}.
+        """
+        return self._state
+
+    @property
+    def consecutiveFailures(self) -> int:
+        return self._consecutiveFailures
+
+    @property
+    def currentTimeout(self) -> float:
+        """
+        How long the breaker stays open after its most recent opening.
+        """
+        return self._currentTimeout
+
+    @property
+    def retryAt(self) -> float:
+        """
+        The clock time from which an open breaker lets a probe through.
+        """
+        return self._retryAt
+
+    @property
+    def openedAt(self) -> float:
+        """
+        The clock time at which the breaker last left the closed state.
+        """
+        return self._openedAt
+
+    def addListener(self, listener: BreakerListener) -> None:
+        """
+        Call C{listener(breaker, oldState, newState)} on every state change.
+        """
+        self._listeners.append(listener)
+
+    def removeListener(self, listener: BreakerListener) -> None:
+        self._listeners.remove(listener)
+
+    def allow(self) -> bool:
+        """
+        May the caller call the sink now? In half-open state this returns
+        C{True} to exactly one caller (the probe) until it reports back.
+        """
+        if self._state is _CLOSED:
+            return True
+        with self._lock:
+            if self._state is _CLOSED:
+                return True
+            if self._state is _HALF_OPEN:
+                return False
+            if self.clock.seconds() < self._retryAt:
+                return False
+            self._state = _HALF_OPEN
+        self._notify(_OPEN, _HALF_OPEN)
+        return True
+
+    def success(self) -> None:
+        """
+        The sink took an event. Closes a half-open breaker.
+        """
+        if self._state is _CLOSED and not self._consecutiveFailures:
+            return
+        with self._lock:
+            old = self._state
+            self._consecutiveFailures = 0
+            if old is not _HALF_OPEN:
+                # Closed: the failure run is over. Open: a call allowed
+                # before the breaker opened finished late; the sink stays
+                # quarantined until a real probe succeeds.
+                return
+            self._state = _CLOSED
+            self._currentTimeout = self.resetTimeout
+        self._notify(old, _CLOSED)
+
+    def failure(self) -> None:
+        """
+        The sink failed. May open the breaker (or re-open it, backing off).
+        """
+        with self._lock:
+            old = self._state
+            self._consecutiveFailures += 1
+            now = self.clock.seconds()
+            if old is _HALF_OPEN:
+                self._currentTimeout = min(
+                    self._currentTimeout * self.backoffFactor, self.maxResetTimeout
+                )
+            elif old is _CLOSED and self._consecutiveFailures >= self.failureThreshold:
+                self._currentTimeout = self.resetTimeout
+                self._openedAt = now
+            else:
+                return
+            self._state = _OPEN
+            self._retryAt = now + self._currentTimeout
+        self._notify(old, _OPEN)
+
+    def _notify(self, old: BreakerState, new: BreakerState) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self, old, new)
+            except Exception:
+                # A listener must not break the sink's caller (guarantee 1).
+                pass

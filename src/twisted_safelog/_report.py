@@ -1,0 +1,319 @@
+# -*- test-case-name: tests.test_report -*-
+"""
+Out-of-band reports about the sinks themselves.
+
+A report about a broken sink must not travel through anything that could
+reach that sink again: not a Twisted publisher, not C{sys.stderr} (under
+twistd it is a L{twisted.logger.LoggingFile}), not stdlib logging. The default
+reporter writes lines straight to the process's standard error file
+descriptor with C{os.write}. Repeats are rate-limited per sink and kind, with
+an exact count of what was suppressed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import TextIO
+
+from zope.interface import Interface, implementer
+
+from ._breaker import IClock, MonotonicClock
+
+__all__ = [
+    "REPORT_PREFIX",
+    "FileDescriptorWriter",
+    "IReporter",
+    "Reporter",
+    "StreamWriter",
+    "defaultReporter",
+    "describe",
+    "setDefaultReporter",
+]
+
+#: Every report line starts with this, so operators (and tests) can tell the
+#: library's own lines from the application's in a shared log file.
+REPORT_PREFIX = "twisted-safelog:"
+
+
+class IReporter(Interface):
+    """
+    Receives reports about hardened sinks. Implementations must not log
+    through Twisted or stdlib logging, and should not raise (callers contain
+    it if they do).
+    """
+
+    def stateChanged(sink: str, old: str, new: str, detail: str) -> None:
+        """
+        The sink named C{sink} went from state C{old} to C{new}.
+        """
+
+    def failure(sink: str, error: BaseException | None, description: str) -> None:
+        """
+        Delivering to C{sink} failed; C{error} is the exception if there was
+        one, C{description} says what happened in words.
+        """
+
+    def dropped(sink: str, reason: str, count: int) -> None:
+        """
+        C{count} events meant for C{sink} were dropped for C{reason}.
+        """
+
+    def note(line: str) -> None:
+        """
+        A one-off line that is not rate-limited (start-up, shutdown).
+        """
+
+    def flush() -> None:
+        """
+        Write out the counts of suppressed repeats now.
+        """
+
+
+class FileDescriptorWriter:
+    """
+    Write text to a file descriptor with C{os.write}, bypassing every Python
+    file object (and so any C{sys.stderr} replacement).
+    """
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+
+    def __repr__(self) -> str:
+        return f"FileDescriptorWriter(fd={self.fd})"
+
+    def __call__(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+
+class StreamWriter:
+    """
+    Write text to a file object that is known not to feed the log (an
+    explicitly opened file, a test's C{io.StringIO}), flushing each time.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"StreamWriter({self.stream!r})"
+
+    def __call__(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+
+class _Repeats:
+    """
+    Rate-limiting state for one kind of report: when it was last written and
+    how many were suppressed since.
+    """
+
+    __slots__ = ("lastWritten", "suppressed", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.lastWritten = float("-inf")
+        self.suppressed = 0
+
+
+@implementer(IReporter)
+class Reporter:
+    """
+    The standard L{IReporter}: one line per report, prefixed with
+    L{REPORT_PREFIX} and a UTC timestamp; failures and drops of the same
+    kind for the same sink are written at most once per C{interval} seconds,
+    the next line saying exactly how many were suppressed in between.
+
+    @param write: where lines go; C{os.write} to file descriptor 2 by
+        default. Anything it raises is swallowed.
+    @param clock: for the rate limit; a monotonic clock by default.
+    @param interval: seconds between two lines of the same kind.
+    @param tracebackLimit: frames shown with the first failure of a kind.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], object] | None = None,
+        clock: IClock | None = None,
+        interval: float = 10.0,
+        tracebackLimit: int = 4,
+    ) -> None:
+        self.write = FileDescriptorWriter(2) if write is None else write
+        self.clock = MonotonicClock() if clock is None else clock
+        self.interval = interval
+        self.tracebackLimit = tracebackLimit
+        self._lock = threading.Lock()
+        self._repeats: dict[tuple[str, ...], _Repeats] = {}
+        self._seen: set[tuple[str, ...]] = set()
+
+    def __repr__(self) -> str:
+        return f"Reporter(write={self.write!r}, interval={self.interval:g})"
+
+    def _emit(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = text.rstrip("\n").split("\n")
+        out = "".join(f"{REPORT_PREFIX} {stamp} {line}\n" for line in lines)
+        try:
+            self.write(out)
+        except Exception:
+            # A reporter that fails is contained: there is nowhere safe left
+            # to say so.
+            pass
+
+    def _limited(self, key: tuple[str, ...], what: str, count: int = 1) -> int | None:
+        """
+        Return the number of suppressed repeats to mention if a line for
+        C{key} may be written now, or L{None} if it is suppressed (and
+        counted, C{count} at a time).
+        """
+        now = self.clock.seconds()
+        with self._lock:
+            repeats = self._repeats.get(key)
+            if repeats is None:
+                repeats = self._repeats[key] = _Repeats(what)
+            if now - repeats.lastWritten < self.interval:
+                repeats.suppressed += count
+                return None
+            repeats.lastWritten = now
+            suppressed, repeats.suppressed = repeats.suppressed, 0
+            return suppressed
+
+    def stateChanged(self, sink: str, old: str, new: str, detail: str) -> None:
+        # State changes are already rate-limited by the breaker's backoff;
+        # write out what was suppressed first so the counts read in order.
+        self._flushSink(sink)
+        self._emit(f"sink {sink} {detail}")
+
+    def failure(self, sink: str, error: BaseException | None, description: str) -> None:
+        kind = type(error).__name__ if error is not None else description
+        key = ("failure", sink, kind)
+        suppressed = self._limited(key, f"similar failures of sink {sink}")
+        if suppressed is None:
+            return
+        with self._lock:
+            first = key not in self._seen
+            self._seen.add(key)
+        text = f"sink {sink} failed: {description}"
+        if suppressed:
+            text += f" ({suppressed} similar failures suppressed)"
+        if first and error is not None:
+            text += "\n" + _shortTraceback(error, self.tracebackLimit)
+        self._emit(text)
+
+    def dropped(self, sink: str, reason: str, count: int) -> None:
+        key = ("dropped", sink, reason)
+        suppressed = self._limited(key, f"similar drops ({reason}) for sink {sink}", count)
+        if suppressed is None:
+            return
+        text = f"sink {sink} dropped {count} event{'s' if count != 1 else ''} ({reason})"
+        if suppressed:
+            text += f" ({suppressed} similar drops suppressed)"
+        self._emit(text)
+
+    def note(self, line: str) -> None:
+        self._emit(line)
+
+    def _flushSink(self, sink: str | None) -> None:
+        pending = []
+        with self._lock:
+            for key, repeats in self._repeats.items():
+                if repeats.suppressed and (sink is None or key[1] == sink):
+                    pending.append((repeats.what, repeats.suppressed))
+                    repeats.suppressed = 0
+        for what, count in pending:
+            self._emit(f"{count} {what} suppressed")
+
+    def flush(self) -> None:
+        self._flushSink(None)
+
+
+def _shortTraceback(error: BaseException, limit: int) -> str:
+    try:
+        lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
+        return "".join("  " + line for chunk in lines for line in chunk.splitlines(True)).rstrip("\n")
+    except Exception:
+        return f"  {type(error).__name__} (traceback could not be formatted)"
+
+
+@implementer(IReporter)
+class _DefaultReporter:
+    """
+    Forwards to whichever reporter is the process-wide default at the time of
+    each report, so sinks made before L{setDefaultReporter} follow it.
+    """
+
+    def __init__(self) -> None:
+        self.target: IReporter | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"defaultReporter() -> {self.current()!r}"
+
+    def current(self) -> IReporter:
+        target = self.target
+        if target is None:
+            with self._lock:
+                if self.target is None:
+                    self.target = Reporter()
+                target = self.target
+        return target
+
+    def stateChanged(self, sink: str, old: str, new: str, detail: str) -> None:
+        self.current().stateChanged(sink, old, new, detail)
+
+    def failure(self, sink: str, error: BaseException | None, description: str) -> None:
+        self.current().failure(sink, error, description)
+
+    def dropped(self, sink: str, reason: str, count: int) -> None:
+        self.current().dropped(sink, reason, count)
+
+    def note(self, line: str) -> None:
+        self.current().note(line)
+
+    def flush(self) -> None:
+        self.current().flush()
+
+
+_default = _DefaultReporter()
+
+
+def defaultReporter() -> IReporter:
+    """
+    The process-wide reporter that hardened sinks use when given none: by
+    default file descriptor 2, ten seconds between repeats of a kind.
+    """
+    return _default
+
+
+def setDefaultReporter(reporter: IReporter | None) -> None:
+    """
+    Make C{reporter} the process-wide default (the twistd factory points it
+    at the log file when daemonized); L{None} restores the fd 2 default.
+    """
+    _default.target = reporter
+
+
+def describe(thing: object, limit: int = 80) -> str:
+    """
+    A short name for a sink in reports: its class (or function) name and, if
+    it has a useful C{repr}, that, truncated. Never raises.
+    """
+    try:
+        text = repr(thing)
+    except Exception:
+        text = ""
+    if not text or " at 0x" in text:
+        kind = getattr(thing, "__qualname__", None) or type(thing).__qualname__
+        text = str(kind)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text

@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.test_safe -*-
+"""
+L{SafeObserver}: an L{ILogObserver} around any observer that can neither
+raise into its publisher, nor be re-entered by what it causes, nor cost much
+once it is broken.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogEvent
+from twisted.python import log as legacyLog
+from zope.interface import implementer
+
+from ._breaker import BreakerState, CircuitBreaker, IClock
+from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
+from ._report import IReporter, defaultReporter, describe
+from ._stats import Counter, DropReason, SinkStats
+
+__all__ = ["DEFAULT_BUFFER_SIZE", "SafeObserver"]
+
+#: Events kept for replay while a sink is quarantined, unless told otherwise.
+DEFAULT_BUFFER_SIZE = 1000
+
+_ERROR_OUTPUT = "wrote error output to stderr while being called"
+_CLOSED = BreakerState.closed
+_OPEN = BreakerState.open
+_HALF_OPEN = BreakerState.halfOpen
+
+
+def _isLegacyObserver(observer: object) -> bool:
+    """
+    Is C{observer} a L{twisted.python.log} observer that expects old-style
+    event dicts? New-style observers and anything undeclared are not.
+    """
+    if ILogObserver.providedBy(observer):
+        return False
+    if legacyLog.ILogObserver.providedBy(observer):
+        return True
+    owner = getattr(observer, "__self__", None)
+    return isinstance(owner, legacyLog._GlobalStartStopObserver)
+
+
+@implementer(ILogObserver)
+class SafeObserver:
+    """
+    Wrap C{observer} so that delivering an event to it is always safe.
+
+     - It never raises an C{Exception} into its caller; C{BaseException}s that
+       are not C{Exception}s (C{KeyboardInterrupt}, C{SystemExit}) propagate.
+     - An event that arrives while this thread is delivering to C{observer}
+       (the observer logged, or wrote to a redirected C{sys.stderr}) is not
+       delivered to it again; it is dropped with reason C{"reentry"}. Error
+       output written to a redirected C{sys.stderr} during a delivery counts
+       as a failure of that delivery even if the observer returned.
+     - After C{failureThreshold} consecutive failures the observer is
+       quarantined (a L{CircuitBreaker} opens): it is not called, events go
+       to a replay buffer of C{bufferSize} (oldest dropped first, counted)
+       and to C{fallback}; after C{resetTimeout} seconds one probe is let
+       through and, if it succeeds, the buffer is replayed in order.
+     - Failures and state changes go to C{reporter} (file descriptor 2 by
+       default), never to a publisher, C{sys.stderr} or stdlib logging.
+     - L{stats} accounts for every event:
+       C{received == delivered + failed + dropped + buffered} when quiet.
+
+    No lock is held while C{observer} or C{fallback} is called, so the
+    wrapper is safe to call from any number of threads.
+
+    @param observer: a new-style L{ILogObserver}, or a legacy
+        L{twisted.python.log} observer (detected, or forced with
+        C{legacy=True}), which is adapted with L{LegacyLogObserverWrapper}.
+    @param name: how reports name the observer; derived from it by default.
+    @param fallback: an observer that also receives the events this one
+        cannot take (quarantined or failed); it is wrapped in a
+        L{SafeObserver} of its own unless it is one.
+    @param clock: provides C{seconds()}; a monotonic clock by default.
+    """
+
+    def __init__(
+        self,
+        observer: ILogObserver | Callable[[LogEvent], None],
+        *,
+        name: str | None = None,
+        failureThreshold: int = 5,
+        resetTimeout: float = 1.0,
+        maxResetTimeout: float = 60.0,
+        backoffFactor: float = 2.0,
+        bufferSize: int = DEFAULT_BUFFER_SIZE,
+        fallback: ILogObserver | Callable[[LogEvent], None] | None = None,
+        reporter: IReporter | None = None,
+        clock: IClock | None = None,
+        legacy: bool | None = None,
+    ) -> None:
+        if not callable(observer):
+            raise TypeError(f"SafeObserver needs a callable observer, not {observer!r}")
+        if bufferSize < 0:
+            raise ValueError(f"bufferSize must be >= 0, not {bufferSize!r}")
+        if legacy or (legacy is None and _isLegacyObserver(observer)):
+            observer = LegacyLogObserverWrapper(observer)  # type: ignore[arg-type]
+        self.observer = observer
+        self.name = name if name is not None else describe(observer)
+        self.bufferSize = bufferSize
+        self.reporter = defaultReporter() if reporter is None else reporter
+        self.breaker = CircuitBreaker(
+            failureThreshold=failureThreshold,
+            resetTimeout=resetTimeout,
+            maxResetTimeout=maxResetTimeout,
+            backoffFactor=backoffFactor,
+            clock=clock,
+        )
+        self.breaker.addListener(self._stateChanged)
+        self.fallback: SafeObserver | None
+        if fallback is None or isinstance(fallback, SafeObserver):
+            self.fallback = fallback
+        else:
+            self.fallback = SafeObserver(
+                fallback,
+                name=f"{self.name} (fallback)",
+                bufferSize=0,
+                reporter=self.reporter,
+                clock=clock,
+            )
+        self._guard = ReentryGuard()
+        self._lock = threading.Lock()
+        self._buffer: deque[LogEvent] = deque()
+        self._draining = False
+        self._received = Counter()
+        self._delivered = Counter()
+        self._failed = Counter()
+        self._dropped = {reason: Counter() for reason in DropReason}
+        self._countReceived = self._received.increment
+        self._countDelivered = self._delivered.increment
+
+    def __repr__(self) -> str:
+        return f"<SafeObserver {self.name} {self.breaker.state.value}>"
+
+    # -- delivery -----------------------------------------------------------
+
+    def __call__(self, event: LogEvent) -> None:
+        # The healthy path is _deliver inlined: every event of the process
+        # pays for it (see benchmarks/).
+        self._countReceived()
+        tid = currentThread()
+        active = self._guard.active
+        if tid in active:
+            self._reentered(event)
+            return
+        breaker = self.breaker
+        if breaker._state is not _CLOSED or self._buffer:
+            self._quarantined(event)
+            return
+        active.add(tid)
+        try:
+            self.observer(event)
+        except Exception as error:
+            active.discard(tid)
+            self._guard.errorSeen.discard(tid)
+            self._failure(event, error, _describeError(error))
+            return
+        except BaseException:
+            self._guard.exit(tid)
+            self._interrupted()
+            raise
+        active.discard(tid)
+        errorSeen = self._guard.errorSeen
+        if errorSeen and tid in errorSeen:
+            errorSeen.discard(tid)
+            self._failure(event, None, _ERROR_OUTPUT)
+            return
+        self._countDelivered()
+        if breaker._consecutiveFailures:
+            breaker.success()
+
+    def _deliver(self, event: LogEvent) -> bool:
+        """
+        Call the observer once, with the guard up; count and report the
+        outcome. Returns whether the observer took the event.
+        """
+        guard = self._guard
+        tid = guard.enter()
+        try:
+            self.observer(event)
+        except Exception as error:
+            guard.exit(tid)
+            self._failure(event, error, _describeError(error))
+            return False
+        except BaseException:
+            guard.exit(tid)
+            self._interrupted()
+            raise
+        if guard.exit(tid):
+            self._failure(event, None, _ERROR_OUTPUT)
+            return False
+        self._countDelivered()
+        self.breaker.success()
+        return True
+
+    def _interrupted(self) -> None:
+        """
+        A C{BaseException} (C{KeyboardInterrupt}, C{SystemExit}) came out of
+        the observer. Not the sink's fault, but the event did not arrive, and
+        a probe in flight must be settled or no other would follow.
+        """
+        self._failed.increment()
+        if self.breaker.state is _HALF_OPEN:
+            self.breaker.failure()
+
+    def _reentered(self, event: LogEvent) -> None:
+        self._dropped[DropReason.reentry].increment()
+        if looksLikeErrorOutput(event):
+            self._guard.sawErrorOutput()
+        self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
+
+    def _failure(self, event: LogEvent, error: BaseException | None, description: str) -> None:
+        self._failed.increment()
+        self.breaker.failure()
+        self._report(self.reporter.failure, self.name, error, description)
+        if self.fallback is not None:
+            self.fallback(event)
+
+    def _quarantined(self, event: LogEvent) -> None:
+        """
+        The slow path: the breaker is not closed, or events wait in the
+        buffer and must keep their order.
+        """
+        if not self.bufferSize:
+            if self.breaker.allow():
+                self._deliver(event)
+            else:
+                self._drop(DropReason.quarantine, 1)
+                if self.fallback is not None:
+                    self.fallback(event)
+            return
+        overflowed = False
+        with self._lock:
+            if len(self._buffer) >= self.bufferSize:
+                self._buffer.popleft()
+                overflowed = True
+            self._buffer.append(event)
+        if overflowed:
+            self._drop(DropReason.overflow, 1)
+        if self.fallback is not None and self.breaker.state is not _CLOSED:
+            self.fallback(event)
+        self.drain()
+
+    def drain(self) -> None:
+        """
+        Replay buffered events to the observer, oldest first, for as long as
+        the breaker allows. Called on every event that arrives while events
+        are buffered; call it yourself (from a C{LoopingCall}, say) to replay
+        without waiting for the next event. Only one thread drains at a time.
+        """
+        with self._lock:
+            if self._draining or not self._buffer:
+                return
+            self._draining = True
+        try:
+            while True:
+                # Only the draining thread removes events (overflow replaces
+                # one), so a non-empty buffer stays non-empty until we pop.
+                with self._lock:
+                    if not self._buffer:
+                        self._draining = False
+                        return
+                if not self.breaker.allow():
+                    break
+                with self._lock:
+                    event = self._buffer.popleft()
+                self._deliver(event)
+        finally:
+            with self._lock:
+                self._draining = False
+
+    def _drop(self, reason: DropReason, count: int) -> None:
+        counter = self._dropped[reason]
+        for _ in range(count):
+            counter.increment()
+        self._report(self.reporter.dropped, self.name, reason.value, count)
+
+    def _report(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            # The reporter is the last resort; if it breaks there is nowhere
+            # safe to say so, and the caller must not see it (guarantee 1).
+            pass
+
+    def _stateChanged(
+        self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
+    ) -> None:
+        now = breaker.clock.seconds()
+        counts = self.stats().summary()
+        if new is _OPEN and old is _CLOSED:
+            detail = (
+                f"quarantined after {breaker.consecutiveFailures} consecutive "
+                f"failures; next probe in {breaker.currentTimeout:g}s ({counts})"
+            )
+        elif new is _OPEN:
+            detail = (
+                f"probe failed; still quarantined, next probe in "
+                f"{breaker.currentTimeout:g}s ({counts})"
+            )
+        elif new is _HALF_OPEN:
+            detail = (
+                f"probing after {now - breaker.openedAt:.3g}s in quarantine ({counts})"
+            )
+        else:
+            detail = (
+                f"restored after {now - breaker.openedAt:.3g}s; replaying "
+                f"{len(self._buffer)} buffered events ({counts})"
+            )
+        self._report(self.reporter.stateChanged, self.name, old.value, new.value, detail)
+
+    # -- accounting ---------------------------------------------------------
+
+    def stats(self) -> SinkStats:
+        """
+        An immutable snapshot of this observer's counters and state.
+        """
+        byReason = {reason.value: counter.value for reason, counter in self._dropped.items()}
+        return SinkStats(
+            name=self.name,
+            state=self.breaker.state,
+            received=self._received.value,
+            delivered=self._delivered.value,
+            failed=self._failed.value,
+            dropped=sum(byReason.values()),
+            droppedByReason=byReason,
+            buffered=len(self._buffer),
+        )
+
+    def close(self) -> None:
+        """
+        Replay what the breaker allows, then drop whatever is still buffered
+        with reason C{"shutdown"} and report it in one line.
+        """
+        self.drain()
+        with self._lock:
+            remaining = len(self._buffer)
+            self._buffer.clear()
+        if remaining:
+            self._drop(DropReason.shutdown, remaining)
+        self._report(self.reporter.flush)
+
+
+def _describeError(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception with a broken __str__>"
+    name = type(error).__qualname__
+    return f"{name}: {text}" if text else name
