@@ -94,8 +94,7 @@ class CircuitBreaker:
             raise ValueError(f"resetTimeout must be > 0, not {resetTimeout!r}")
         if maxResetTimeout < resetTimeout:
             raise ValueError(
-                f"maxResetTimeout ({maxResetTimeout!r}) must be >= "
-                f"resetTimeout ({resetTimeout!r})"
+                f"maxResetTimeout ({maxResetTimeout!r}) must be >= resetTimeout ({resetTimeout!r})"
             )
         if backoffFactor < 1:
             raise ValueError(f"backoffFactor must be >= 1, not {backoffFactor!r}")

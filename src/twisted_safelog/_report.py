@@ -239,7 +239,9 @@ class Reporter:
 def _shortTraceback(error: BaseException, limit: int) -> str:
     try:
         lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
-        return "".join("  " + line for chunk in lines for line in chunk.splitlines(True)).rstrip("\n")
+        return "".join("  " + line for chunk in lines for line in chunk.splitlines(True)).rstrip(
+            "\n"
+        )
     except Exception:
         return f"  {type(error).__name__} (traceback could not be formatted)"
 

@@ -243,9 +243,11 @@ class SafeObserver:
             self._buffer.append(event)
         if overflowed:
             self._drop(DropReason.overflow, 1)
+        self.drain()
+        # After the drain: if a probe succeeded the event has been delivered
+        # and the fallback does not need it.
         if self.fallback is not None and self.breaker.state is not _CLOSED:
             self.fallback(event)
-        self.drain()
 
     def drain(self) -> None:
         """
@@ -289,9 +291,7 @@ class SafeObserver:
             # safe to say so, and the caller must not see it (guarantee 1).
             pass
 
-    def _stateChanged(
-        self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
-    ) -> None:
+    def _stateChanged(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         now = breaker.clock.seconds()
         counts = self.stats().summary()
         if new is _OPEN and old is _CLOSED:
@@ -305,9 +305,7 @@ class SafeObserver:
                 f"{breaker.currentTimeout:g}s ({counts})"
             )
         elif new is _HALF_OPEN:
-            detail = (
-                f"probing after {now - breaker.openedAt:.3g}s in quarantine ({counts})"
-            )
+            detail = f"probing after {now - breaker.openedAt:.3g}s in quarantine ({counts})"
         else:
             detail = (
                 f"restored after {now - breaker.openedAt:.3g}s; replaying "

@@ -110,9 +110,7 @@ class SinkStats:
         """
         Does the accounting identity hold for this snapshot?
         """
-        return self.received == (
-            self.delivered + self.failed + self.dropped + self.buffered
-        )
+        return self.received == (self.delivered + self.failed + self.dropped + self.buffered)
 
     def summary(self) -> str:
         """

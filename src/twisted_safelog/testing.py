@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 
-from twisted.logger import ILogObserver, Logger, LogEvent, LogPublisher, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, Logger, LogPublisher, globalLogPublisher
 from zope.interface import implementer
 
 __all__ = [

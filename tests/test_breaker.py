@@ -1,0 +1,184 @@
+"""
+Tests for L{twisted_safelog._breaker}.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from twisted.internet.task import Clock
+
+from twisted_safelog import BreakerState, CircuitBreaker
+
+
+def makeBreaker(**kw: float) -> tuple[CircuitBreaker, Clock]:
+    clock = Clock()
+    return CircuitBreaker(clock=clock, **kw), clock  # type: ignore[arg-type]
+
+
+def test_startsClosedAndAllows() -> None:
+    breaker, _ = makeBreaker()
+    assert breaker.state is BreakerState.closed
+    assert breaker.allow()
+
+
+def test_opensAfterThresholdConsecutiveFailures() -> None:
+    breaker, _ = makeBreaker(failureThreshold=3)
+    breaker.failure()
+    breaker.failure()
+    assert breaker.state is BreakerState.closed
+    breaker.failure()
+    assert breaker.state is BreakerState.open
+    assert not breaker.allow()
+
+
+def test_successResetsTheFailureRun() -> None:
+    breaker, _ = makeBreaker(failureThreshold=3)
+    breaker.failure()
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    breaker.failure()
+    assert breaker.state is BreakerState.closed
+
+
+def test_halfOpenAfterResetTimeoutLetsOneProbeThrough() -> None:
+    breaker, clock = makeBreaker(failureThreshold=1, resetTimeout=2.0)
+    breaker.failure()
+    clock.advance(1.9)
+    assert not breaker.allow()
+    clock.advance(0.1)
+    assert breaker.allow()
+    assert breaker.state is BreakerState.halfOpen
+    assert not breaker.allow()
+    assert not breaker.allow()
+
+
+def test_successfulProbeCloses() -> None:
+    breaker, clock = makeBreaker(failureThreshold=1, resetTimeout=1.0)
+    breaker.failure()
+    clock.advance(1)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is BreakerState.closed
+    assert breaker.allow()
+    assert breaker.currentTimeout == 1.0
+
+
+def test_failedProbeReopensWithExponentialBackoffUpToMaximum() -> None:
+    breaker, clock = makeBreaker(
+        failureThreshold=1, resetTimeout=1.0, maxResetTimeout=5.0, backoffFactor=2.0
+    )
+    breaker.failure()
+    timeouts = []
+    for _ in range(5):
+        clock.advance(breaker.currentTimeout)
+        assert breaker.allow()
+        breaker.failure()
+        assert breaker.state is BreakerState.open
+        timeouts.append(breaker.currentTimeout)
+    assert timeouts == [2.0, 4.0, 5.0, 5.0, 5.0]
+    clock.advance(4.99)
+    assert not breaker.allow()
+
+
+def test_lateSuccessDoesNotCloseAnOpenBreaker() -> None:
+    """
+    A call allowed while closed that finishes after the breaker opened must
+    not end the quarantine; only a probe can.
+    """
+    breaker, _ = makeBreaker(failureThreshold=1)
+    breaker.failure()
+    breaker.success()
+    assert breaker.state is BreakerState.open
+
+
+def test_exactlyOneProbeAmongManyThreads() -> None:
+    breaker, clock = makeBreaker(failureThreshold=1, resetTimeout=1.0)
+    breaker.failure()
+    clock.advance(1)
+    start = threading.Barrier(16)
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def contend() -> None:
+        start.wait()
+        for _ in range(200):
+            result = breaker.allow()
+            with lock:
+                allowed.append(result)
+
+    threads = [threading.Thread(target=contend) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert allowed.count(True) == 1
+    assert breaker.state is BreakerState.halfOpen
+
+
+def test_listenersSeeEveryTransitionAndCannotBreakTheCaller() -> None:
+    breaker, clock = makeBreaker(failureThreshold=1, resetTimeout=1.0)
+    seen: list[tuple[str, str]] = []
+
+    def listener(b: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        seen.append((old.value, new.value))
+        raise RuntimeError("listener bug")
+
+    breaker.addListener(listener)
+    breaker.failure()
+    clock.advance(1)
+    breaker.allow()
+    breaker.success()
+    assert seen == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
+
+
+def test_stateComparesEqualToItsName() -> None:
+    assert BreakerState.halfOpen == "half-open"
+    assert BreakerState.open == "open"
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"failureThreshold": 0},
+        {"resetTimeout": 0},
+        {"resetTimeout": 10, "maxResetTimeout": 5},
+        {"backoffFactor": 0.5},
+    ],
+)
+def test_badSettingsFailWithAClearMessage(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        CircuitBreaker(**kw)  # type: ignore[arg-type]
+
+
+def test_noLockHeldWhileTheCallerCallsTheSink() -> None:
+    """
+    allow() returns before the sink is called; a second thread can use the
+    breaker while the first is still inside its (slow) sink.
+    """
+    breaker, _ = makeBreaker()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slowCaller() -> None:
+        assert breaker.allow()
+        inside.set()
+        release.wait(5)
+        breaker.success()
+
+    t = threading.Thread(target=slowCaller)
+    t.start()
+    assert inside.wait(5)
+    done = threading.Event()
+
+    def other() -> None:
+        breaker.allow()
+        breaker.failure()
+        done.set()
+
+    threading.Thread(target=other).start()
+    assert done.wait(5)
+    release.set()
+    t.join()
