@@ -17,7 +17,15 @@ from ._report import (
     defaultReporter,
     setDefaultReporter,
 )
-from ._safe import DEFAULT_BUFFER_SIZE, SafeObserver
+from ._safe import DEFAULT_BUFFER_SIZE, HardenedSink, SafeObserver
+from ._stdlib import (
+    ORIGIN_KEY,
+    SafeHandler,
+    StdlibObserver,
+    TwistedHandler,
+    hardenHandlers,
+    unhardenHandlers,
+)
 from ._stats import DropReason, SinkStats
 
 __version__ = "0.1.0"
@@ -38,7 +46,15 @@ __all__ = [
     "setDefaultReporter",
     # _safe
     "DEFAULT_BUFFER_SIZE",
+    "HardenedSink",
     "SafeObserver",
+    # _stdlib
+    "ORIGIN_KEY",
+    "SafeHandler",
+    "StdlibObserver",
+    "TwistedHandler",
+    "hardenHandlers",
+    "unhardenHandlers",
     # _stats
     "DropReason",
     "SinkStats",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogEvent
 from twisted.python import log as legacyLog
@@ -21,7 +21,9 @@ from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._report import IReporter, defaultReporter, describe
 from ._stats import Counter, DropReason, SinkStats
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "SafeObserver"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "HardenedSink", "SafeObserver"]
+
+T = TypeVar("T")
 
 #: Events kept for replay while a sink is quarantined, unless told otherwise.
 DEFAULT_BUFFER_SIZE = 1000
@@ -45,44 +47,43 @@ def _isLegacyObserver(observer: object) -> bool:
     return isinstance(owner, legacyLog._GlobalStartStopObserver)
 
 
-@implementer(ILogObserver)
-class SafeObserver:
+class HardenedSink(Generic[T]):
     """
-    Wrap C{observer} so that delivering an event to it is always safe.
+    The hardening shared by every safe sink: a per-thread reentry guard, a
+    L{CircuitBreaker}, a bounded replay buffer, a fallback, out-of-band
+    reports and exact counters, around any one-argument callable C{sink}.
 
-     - It never raises an C{Exception} into its caller; C{BaseException}s that
-       are not C{Exception}s (C{KeyboardInterrupt}, C{SystemExit}) propagate.
-     - An event that arrives while this thread is delivering to C{observer}
-       (the observer logged, or wrote to a redirected C{sys.stderr}) is not
-       delivered to it again; it is dropped with reason C{"reentry"}. Error
-       output written to a redirected C{sys.stderr} during a delivery counts
-       as a failure of that delivery even if the observer returned.
-     - After C{failureThreshold} consecutive failures the observer is
-       quarantined (a L{CircuitBreaker} opens): it is not called, events go
-       to a replay buffer of C{bufferSize} (oldest dropped first, counted)
-       and to C{fallback}; after C{resetTimeout} seconds one probe is let
-       through and, if it succeeds, the buffer is replayed in order.
+    L{SafeObserver} is this around an L{ILogObserver}; L{SafeHandler} uses it
+    around a stdlib handler; the file sinks around a writer.
+
+     - Calling it never raises an C{Exception}; C{BaseException}s that are not
+       C{Exception}s (C{KeyboardInterrupt}, C{SystemExit}) propagate.
+     - An item that arrives while this thread is delivering to C{sink} (the
+       sink logged, or wrote to a redirected C{sys.stderr}) is not delivered
+       to it again; it is dropped with reason C{"reentry"}. Error output
+       written to a redirected C{sys.stderr} during a delivery counts as a
+       failure of that delivery even if the sink returned.
+     - After C{failureThreshold} consecutive failures the sink is quarantined
+       (the breaker opens): it is not called, items go to a replay buffer of
+       C{bufferSize} (oldest dropped first, counted) and to C{fallback};
+       after C{resetTimeout} seconds one probe is let through (the oldest
+       buffered item) and, if it succeeds, the buffer is replayed in order.
      - Failures and state changes go to C{reporter} (file descriptor 2 by
        default), never to a publisher, C{sys.stderr} or stdlib logging.
-     - L{stats} accounts for every event:
+     - L{stats} accounts for every item:
        C{received == delivered + failed + dropped + buffered} when quiet.
 
-    No lock is held while C{observer} or C{fallback} is called, so the
-    wrapper is safe to call from any number of threads.
+    No lock is held while C{sink} or C{fallback} is called, so it is safe to
+    call from any number of threads.
 
-    @param observer: a new-style L{ILogObserver}, or a legacy
-        L{twisted.python.log} observer (detected, or forced with
-        C{legacy=True}), which is adapted with L{LegacyLogObserverWrapper}.
-    @param name: how reports name the observer; derived from it by default.
-    @param fallback: an observer that also receives the events this one
-        cannot take (quarantined or failed); it is wrapped in a
-        L{SafeObserver} of its own unless it is one.
+    @param fallback: receives, already hardened, the items the sink cannot
+        take (quarantined or failed).
     @param clock: provides C{seconds()}; a monotonic clock by default.
     """
 
     def __init__(
         self,
-        observer: ILogObserver | Callable[[LogEvent], None],
+        sink: Callable[[T], object],
         *,
         name: str | None = None,
         failureThreshold: int = 5,
@@ -90,19 +91,16 @@ class SafeObserver:
         maxResetTimeout: float = 60.0,
         backoffFactor: float = 2.0,
         bufferSize: int = DEFAULT_BUFFER_SIZE,
-        fallback: ILogObserver | Callable[[LogEvent], None] | None = None,
+        fallback: Callable[[T], object] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
-        legacy: bool | None = None,
     ) -> None:
-        if not callable(observer):
-            raise TypeError(f"SafeObserver needs a callable observer, not {observer!r}")
+        if not callable(sink):
+            raise TypeError(f"{type(self).__name__} needs a callable sink, not {sink!r}")
         if bufferSize < 0:
             raise ValueError(f"bufferSize must be >= 0, not {bufferSize!r}")
-        if legacy or (legacy is None and _isLegacyObserver(observer)):
-            observer = LegacyLogObserverWrapper(observer)  # type: ignore[arg-type]
-        self.observer = observer
-        self.name = name if name is not None else describe(observer)
+        self._target = sink
+        self.name = name if name is not None else describe(sink)
         self.bufferSize = bufferSize
         self.reporter = defaultReporter() if reporter is None else reporter
         self.breaker = CircuitBreaker(
@@ -113,20 +111,10 @@ class SafeObserver:
             clock=clock,
         )
         self.breaker.addListener(self._stateChanged)
-        self.fallback: SafeObserver | None
-        if fallback is None or isinstance(fallback, SafeObserver):
-            self.fallback = fallback
-        else:
-            self.fallback = SafeObserver(
-                fallback,
-                name=f"{self.name} (fallback)",
-                bufferSize=0,
-                reporter=self.reporter,
-                clock=clock,
-            )
+        self.fallback = fallback
         self._guard = ReentryGuard()
         self._lock = threading.Lock()
-        self._buffer: deque[LogEvent] = deque()
+        self._buffer: deque[T] = deque()
         self._draining = False
         self._received = Counter()
         self._delivered = Counter()
@@ -136,11 +124,11 @@ class SafeObserver:
         self._countDelivered = self._delivered.increment
 
     def __repr__(self) -> str:
-        return f"<SafeObserver {self.name} {self.breaker.state.value}>"
+        return f"<{type(self).__name__} {self.name} {self.breaker.state.value}>"
 
     # -- delivery -----------------------------------------------------------
 
-    def __call__(self, event: LogEvent) -> None:
+    def __call__(self, event: T) -> None:
         # The healthy path is _deliver inlined: every event of the process
         # pays for it (see benchmarks/).
         self._countReceived()
@@ -155,7 +143,7 @@ class SafeObserver:
             return
         active.add(tid)
         try:
-            self.observer(event)
+            self._target(event)
         except Exception as error:
             active.discard(tid)
             self._guard.errorSeen.discard(tid)
@@ -175,7 +163,7 @@ class SafeObserver:
         if breaker._consecutiveFailures:
             breaker.success()
 
-    def _deliver(self, event: LogEvent) -> bool:
+    def _deliver(self, event: T) -> bool:
         """
         Call the observer once, with the guard up; count and report the
         outcome. Returns whether the observer took the event.
@@ -183,7 +171,7 @@ class SafeObserver:
         guard = self._guard
         tid = guard.enter()
         try:
-            self.observer(event)
+            self._target(event)
         except Exception as error:
             guard.exit(tid)
             self._failure(event, error, _describeError(error))
@@ -209,20 +197,20 @@ class SafeObserver:
         if self.breaker.state is _HALF_OPEN:
             self.breaker.failure()
 
-    def _reentered(self, event: LogEvent) -> None:
+    def _reentered(self, event: T) -> None:
         self._dropped[DropReason.reentry].increment()
-        if looksLikeErrorOutput(event):
+        if looksLikeErrorOutput(event):  # type: ignore[arg-type]
             self._guard.sawErrorOutput()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
 
-    def _failure(self, event: LogEvent, error: BaseException | None, description: str) -> None:
+    def _failure(self, event: T, error: BaseException | None, description: str) -> None:
         self._failed.increment()
         self.breaker.failure()
         self._report(self.reporter.failure, self.name, error, description)
         if self.fallback is not None:
             self.fallback(event)
 
-    def _quarantined(self, event: LogEvent) -> None:
+    def _quarantined(self, event: T) -> None:
         """
         The slow path: the breaker is not closed, or events wait in the
         buffer and must keep their order.
@@ -352,3 +340,66 @@ def _describeError(error: BaseException) -> str:
         text = "<exception with a broken __str__>"
     name = type(error).__qualname__
     return f"{name}: {text}" if text else name
+
+
+@implementer(ILogObserver)
+class SafeObserver(HardenedSink[LogEvent]):
+    """
+    An L{ILogObserver} around any observer, with every guarantee of
+    L{HardenedSink}: it never raises into its publisher (so Twisted's
+    "Temporarily disabling observer" re-emission never happens), it is never
+    re-entered by what it causes, and once broken it is quarantined, its
+    events buffered for replay, and the breakage reported out of band.
+
+    @param observer: a new-style L{ILogObserver}, or a legacy
+        L{twisted.python.log} observer (detected, or forced with
+        C{legacy=True}), which is adapted with L{LegacyLogObserverWrapper}.
+    @param fallback: an observer that also receives the events this one
+        cannot take (quarantined or failed); it is wrapped in a
+        L{SafeObserver} of its own unless it is one.
+
+    The other parameters are L{HardenedSink}'s.
+    """
+
+    def __init__(
+        self,
+        observer: ILogObserver | Callable[[LogEvent], None],
+        *,
+        name: str | None = None,
+        failureThreshold: int = 5,
+        resetTimeout: float = 1.0,
+        maxResetTimeout: float = 60.0,
+        backoffFactor: float = 2.0,
+        bufferSize: int = DEFAULT_BUFFER_SIZE,
+        fallback: ILogObserver | Callable[[LogEvent], None] | None = None,
+        reporter: IReporter | None = None,
+        clock: IClock | None = None,
+        legacy: bool | None = None,
+    ) -> None:
+        if not callable(observer):
+            raise TypeError(f"SafeObserver needs a callable observer, not {observer!r}")
+        if legacy or (legacy is None and _isLegacyObserver(observer)):
+            observer = LegacyLogObserverWrapper(observer)  # type: ignore[arg-type]
+        self.observer = observer
+        name = name if name is not None else describe(observer)
+        reporter = defaultReporter() if reporter is None else reporter
+        if fallback is not None and not isinstance(fallback, SafeObserver):
+            fallback = SafeObserver(
+                fallback,
+                name=f"{name} (fallback)",
+                bufferSize=0,
+                reporter=reporter,
+                clock=clock,
+            )
+        super().__init__(
+            observer,
+            name=name,
+            failureThreshold=failureThreshold,
+            resetTimeout=resetTimeout,
+            maxResetTimeout=maxResetTimeout,
+            backoffFactor=backoffFactor,
+            bufferSize=bufferSize,
+            fallback=fallback,
+            reporter=reporter,
+            clock=clock,
+        )
