@@ -129,7 +129,7 @@ def test_failureBecomesExcInfo() -> None:
     handler = ListHandler()
     logging.getLogger().addHandler(handler)
     try:
-        1 / 0
+        _ = 1 / 0
     except ZeroDivisionError:
         failure = Failure()
     StdlibObserver()(event(log_failure=failure))

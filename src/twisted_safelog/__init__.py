@@ -18,6 +18,7 @@ from ._report import (
     setDefaultReporter,
 )
 from ._safe import DEFAULT_BUFFER_SIZE, HardenedSink, SafeObserver
+from ._stats import DropReason, SinkStats
 from ._stdlib import (
     ORIGIN_KEY,
     SafeHandler,
@@ -26,7 +27,6 @@ from ._stdlib import (
     hardenHandlers,
     unhardenHandlers,
 )
-from ._stats import DropReason, SinkStats
 
 __version__ = "0.1.0"
 
