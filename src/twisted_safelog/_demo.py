@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.test_demo -*-
+"""
+C{python -m twisted_safelog demo}: the incident, side by side.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from ._incident import VARIANTS, IncidentResult, runIncident
+
+__all__ = ["runDemo"]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _completed(r: IncidentResult) -> str:
+    text = f"{r.completed:,} of {r.events:,}"
+    if r.timedOut:
+        text += f" (killed at {r.elapsed:.0f} s)"
+    return text
+
+
+def _mean(r: IncidentResult) -> str:
+    if r.completed == 0 or r.meanEventSeconds is None:
+        return "never returned"
+    if not r.done:
+        return f"{r.meanEventSeconds * 1000:,.2f} ms, then stuck"
+    return f"{r.meanEventSeconds * 1000:,.2f} ms"
+
+
+def _firstReport(r: IncidentResult) -> str:
+    for needle in ("quarantined", "failed:", "dropped"):
+        for line in r.reports:
+            if needle in line:
+                text = line.split(" ", 2)[2]
+                return text if len(text) <= 110 else text[:107] + "..."
+    return "(nothing)"
+
+
+def table(plain: IncidentResult, safe: IncidentResult) -> str:
+    rows = [
+        ("", "plain Twisted", "twisted-safelog"),
+        ("application events completed", _completed(plain), _completed(safe)),
+        ("mean time per event", _mean(plain), _mean(safe)),
+        ("failing sink calls", f"{plain.failingCalls:,}", f"{safe.failingCalls:,}"),
+        (
+            "app events in healthy sinks",
+            f"{plain.appEventsInWitness():,}",
+            f"{safe.appEventsInWitness():,}",
+        ),
+        ("bytes written to log files", _size(plain.bytesWritten), _size(safe.bytesWritten)),
+        ("CPU time", f"{plain.cpuSeconds:.2f} s", f"{safe.cpuSeconds:.2f} s"),
+    ]
+    for key in sorted(set(plain.extra) | set(safe.extra)):
+        rows.append((key, f"{plain.extra.get(key, 0):,}", f"{safe.extra.get(key, 0):,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"out-of-band report (twisted-safelog): {_firstReport(safe)}")
+    return "\n".join(lines)
+
+
+def runDemo(
+    variants: Sequence[str], events: int = 300, timeout: float = 5.0, out: TextIO | None = None
+) -> int:
+    """
+    Run each variant with plain Twisted (killed after C{timeout} seconds)
+    and with twisted-safelog, print a table for each, and return 0 if every
+    hardened run behaved.
+    """
+    write = (out or sys.stdout).write
+    names = list(VARIANTS) if "all" in variants else list(variants)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        write(f"unknown variant {unknown[0]!r}; choose from: all, {', '.join(VARIANTS)}\n")
+        return 2
+    failures = 0
+    for name in names:
+        write(f"\n== {name}: {VARIANTS[name][1]}\n")
+        write(
+            "   twistd-style logging (stdio redirected), a failing sink, "
+            f"{events} application events\n\n"
+        )
+        plain = runIncident(name, hardened=False, events=events, timeout=timeout)
+        safe = runIncident(name, hardened=True, events=events, timeout=max(timeout, 30.0))
+        write(table(plain, safe) + "\n")
+        problems = safe.problems()
+        if problems:
+            failures += 1
+            write("twisted-safelog did NOT behave: " + "; ".join(problems) + "\n")
+        else:
+            verdict = "looped" if plain.looped else "did not loop this time"
+            write(f"plain Twisted {verdict}; twisted-safelog completed every event.\n")
+    return 1 if failures else 0
