@@ -95,7 +95,7 @@ def test_lastResortHardenedReachesASinkAndCountsTheEcho() -> None:
 
 
 def test_hardenedRunIsCheapInCPU() -> None:
-    plain = runIncident("incident", hardened=False, events=EVENTS, timeout=2.0)
+    plain = runIncident("incident", hardened=False, events=EVENTS, timeout=PLAIN_TIMEOUT)
     safe = runIncident("incident", hardened=True, events=EVENTS, timeout=60)
     assert plain.looped
     assert safe.cpuSeconds < plain.cpuSeconds
