@@ -182,3 +182,13 @@ def test_noLockHeldWhileTheCallerCallsTheSink() -> None:
     assert done.wait(5)
     release.set()
     t.join()
+
+
+def test_tripOpensAtOnce() -> None:
+    breaker, clock = makeBreaker(resetTimeout=3.0)
+    breaker.trip()
+    assert breaker.state is BreakerState.open
+    clock.advance(2.9)
+    assert not breaker.allow()
+    clock.advance(0.1)
+    assert breaker.allow()

@@ -8,6 +8,17 @@ C{sys.stderr} and stdlib C{logging}.
 """
 
 from ._breaker import BreakerState, CircuitBreaker, IClock, MonotonicClock
+from ._errors import ConfigurationError
+from ._file import (
+    FileSink,
+    LogFileWriter,
+    SafeFileObserver,
+    formatJSONLine,
+    formatTextLine,
+    safeFileLogObserver,
+)
+from ._install import Installation, install, installed, uninstall
+from ._loops import FeedbackLoop, findFeedbackLoops
 from ._report import (
     REPORT_PREFIX,
     FileDescriptorWriter,
@@ -25,8 +36,10 @@ from ._stdlib import (
     StdlibObserver,
     TwistedHandler,
     hardenHandlers,
+    safeHandlerFor,
     unhardenHandlers,
 )
+from ._twistd import observer
 
 __version__ = "0.1.0"
 
@@ -36,6 +49,22 @@ __all__ = [
     "CircuitBreaker",
     "IClock",
     "MonotonicClock",
+    # _file
+    "ConfigurationError",
+    "FileSink",
+    "LogFileWriter",
+    "SafeFileObserver",
+    "formatJSONLine",
+    "formatTextLine",
+    "safeFileLogObserver",
+    # _install
+    "Installation",
+    "install",
+    "installed",
+    "uninstall",
+    # _loops
+    "FeedbackLoop",
+    "findFeedbackLoops",
     # _report
     "REPORT_PREFIX",
     "FileDescriptorWriter",
@@ -54,8 +83,11 @@ __all__ = [
     "StdlibObserver",
     "TwistedHandler",
     "hardenHandlers",
+    "safeHandlerFor",
     "unhardenHandlers",
     # _stats
     "DropReason",
     "SinkStats",
+    # _twistd: the factory for `twistd --logger=twisted_safelog.observer`
+    "observer",
 ]

@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=5.0, help="seconds before the plain run is killed"
     )
 
+    doctor = commands.add_parser(
+        "doctor", help="load an application's logging set-up and print its feedback loops"
+    )
+    source = doctor.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tac", help="a .tac file, as twistd -y would load it")
+    source.add_argument("--module", help="a module that sets up the application's logging")
+    doctor.add_argument("--logger", help="as twistd --logger=NAME, e.g. twisted_safelog.observer")
+
     child = commands.add_parser("_incident-child", help=argparse.SUPPRESS)
     child.add_argument("variant")
     child.add_argument("--hardened", action="store_true")
@@ -42,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._incident import childMain
 
         return childMain(args.variant, args.hardened, args.events, args.workdir, args.status)
+    if args.command == "doctor":
+        from ._doctor import runDoctor
+
+        return runDoctor(tac=args.tac, module=args.module, logger=args.logger)
     if args.command == "demo":
         from ._demo import runDemo
 

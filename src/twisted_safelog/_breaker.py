@@ -218,6 +218,22 @@ class CircuitBreaker:
             self._retryAt = now + self._currentTimeout
         self._notify(old, _OPEN)
 
+    def trip(self) -> None:
+        """
+        Open the breaker now, whatever its state: for a sink known to be
+        unusable before it was ever called (its directory is not there yet).
+        """
+        with self._lock:
+            old = self._state
+            if old is _OPEN:
+                return
+            now = self.clock.seconds()
+            self._currentTimeout = self.resetTimeout
+            self._openedAt = now
+            self._retryAt = now + self._currentTimeout
+            self._state = _OPEN
+        self._notify(old, _OPEN)
+
     def _notify(self, old: BreakerState, new: BreakerState) -> None:
         for listener in list(self._listeners):
             try:

@@ -36,6 +36,8 @@ __all__ = [
     "StdlibObserver",
     "TwistedHandler",
     "hardenHandlers",
+    "safeHandlerFor",
+    "unhardenHandler",
     "unhardenHandlers",
 ]
 
@@ -395,10 +397,7 @@ class SafeHandler(logging.Handler):
         wrapped handler its C{handleError} back and close it.
         """
         self.core.close()
-        if self._originalHandleError is None:
-            self.handler.__dict__.pop("handleError", None)
-        else:
-            self.handler.handleError = self._originalHandleError  # type: ignore[method-assign]
+        unhardenHandler(self)
         try:
             self.handler.close()
         except Exception as error:
@@ -425,7 +424,32 @@ def _loggers(top: logging.Logger | None) -> list[logging.Logger]:
     return [top, *(logger for logger in existing if logger.name.startswith(prefix))]
 
 
-_hardenLock = threading.Lock()
+_hardenLock = threading.RLock()
+
+#: The attribute on a wrapped handler that points at its SafeHandler, so a
+#: handler shared by several loggers gets one breaker, not one per logger.
+_SAFE_ATTRIBUTE = "_twisted_safelog_safeHandler"
+
+
+def safeHandlerFor(handler: logging.Handler, **safeHandlerArguments: Any) -> SafeHandler:
+    """
+    The L{SafeHandler} around C{handler}: the one made before if there is
+    one (a handler attached to several loggers is hardened once), or a new
+    one. A L{SafeHandler} is returned as it is.
+    """
+    if isinstance(handler, SafeHandler):
+        return handler
+    with _hardenLock:
+        existing = handler.__dict__.get(_SAFE_ATTRIBUTE)
+        if isinstance(existing, SafeHandler) and existing.handler is handler:
+            return existing
+        safe = SafeHandler(handler, **safeHandlerArguments)
+        handler.__dict__[_SAFE_ATTRIBUTE] = safe
+        return safe
+
+
+def _needsHardening(handler: logging.Handler) -> bool:
+    return not isinstance(handler, SafeHandler | TwistedHandler)
 
 
 def hardenHandlers(
@@ -434,20 +458,35 @@ def hardenHandlers(
     """
     Replace every handler attached to C{logger} and the loggers below it
     (the whole tree, from the root, by default) with a L{SafeHandler}
-    around it, in place. Handlers that already are L{SafeHandler}s, and
+    around it, in place; a handler shared by several loggers gets one
+    L{SafeHandler}. Handlers that already are L{SafeHandler}s, and
     L{TwistedHandler}s (which cannot fail that way), are left alone.
-    Returns the new L{SafeHandler}s.
+    Returns the L{SafeHandler}s it put in place.
     """
     hardened: list[SafeHandler] = []
     with _hardenLock:
         for each in _loggers(logger):
             for index, handler in enumerate(list(each.handlers)):
-                if isinstance(handler, SafeHandler | TwistedHandler):
-                    continue
-                safe = SafeHandler(handler, **safeHandlerArguments)
-                each.handlers[index] = safe
-                hardened.append(safe)
+                if _needsHardening(handler):
+                    safe = safeHandlerFor(handler, **safeHandlerArguments)
+                    each.handlers[index] = safe
+                    if safe not in hardened:
+                        hardened.append(safe)
     return hardened
+
+
+def unhardenHandler(safe: SafeHandler) -> logging.Handler:
+    """
+    Give the wrapped handler its C{handleError} back; return it.
+    """
+    inner = safe.handler
+    if safe._originalHandleError is None:
+        inner.__dict__.pop("handleError", None)
+    else:
+        inner.handleError = safe._originalHandleError  # type: ignore[method-assign]
+    if inner.__dict__.get(_SAFE_ATTRIBUTE) is safe:
+        del inner.__dict__[_SAFE_ATTRIBUTE]
+    return inner
 
 
 def unhardenHandlers(logger: logging.Logger | None = None) -> None:
@@ -459,9 +498,4 @@ def unhardenHandlers(logger: logging.Logger | None = None) -> None:
         for each in _loggers(logger):
             for index, handler in enumerate(list(each.handlers)):
                 if isinstance(handler, SafeHandler):
-                    inner = handler.handler
-                    if handler._originalHandleError is None:
-                        inner.__dict__.pop("handleError", None)
-                    else:
-                        inner.handleError = handler._originalHandleError  # type: ignore[method-assign]
-                    each.handlers[index] = inner
+                    each.handlers[index] = unhardenHandler(handler)

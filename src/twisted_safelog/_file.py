@@ -1,0 +1,420 @@
+# -*- test-case-name: tests.test_file -*-
+"""
+File sinks that survive what log files go through: an external logrotate,
+a deleted directory, a full disk, a permission change, a rotation whose
+rename fails.
+
+L{LogFileWriter} does the writing and raises C{OSError} when it cannot;
+L{safeFileLogObserver} puts it behind a L{SafeObserver}, whose breaker turns
+those errors into a quarantine with a replay buffer, and which recovers on
+its own once the cause is gone.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    eventAsJSON,
+    formatEvent,
+    formatEventAsClassicLogText,
+)
+from zope.interface import implementer
+
+from ._errors import ConfigurationError
+from ._report import IReporter, defaultReporter, describe
+from ._safe import SafeObserver
+
+__all__ = [
+    "FileSink",
+    "LogFileWriter",
+    "SafeFileObserver",
+    "formatJSONLine",
+    "formatTextLine",
+    "safeFileLogObserver",
+]
+
+
+class LogFileWriter:
+    """
+    Appends text to the file at C{path}, one lock per writer, one
+    C{os.write} per event on a file opened with C{O_APPEND} (so each event is
+    on disk, not in a Python buffer, when L{write} returns).
+
+    Before each write it compares the path's device and inode with the open
+    file's: when logrotate (create mode) moved the file away, or it was
+    deleted, the writer reopens the path, so it never writes to a deleted
+    inode.
+
+    With C{rotateLength}, the file is rotated by size (C{path.1} ...
+    C{path.N}, N = C{maxRotatedFiles}); missing files are skipped, and if a
+    rename fails the writer keeps writing to the current file and says so
+    through C{reporter}, it never ends up closed.
+
+    Errors (a missing directory, ENOSPC, EACCES, EIO) are raised as
+    C{OSError}: the caller (a L{SafeObserver}) decides what a failure means.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        rotateLength: int | None = None,
+        maxRotatedFiles: int | None = None,
+        createDirectory: bool = False,
+        mode: int = 0o644,
+        reporter: IReporter | None = None,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        if rotateLength is not None and rotateLength <= 0:
+            raise ConfigurationError(f"rotateLength must be > 0 bytes, not {rotateLength!r}")
+        if maxRotatedFiles is not None and maxRotatedFiles < 1:
+            raise ConfigurationError(f"maxRotatedFiles must be >= 1, not {maxRotatedFiles!r}")
+        self.rotateLength = rotateLength
+        self.maxRotatedFiles = maxRotatedFiles
+        self.createDirectory = createDirectory
+        self.mode = mode
+        self.reporter = defaultReporter() if reporter is None else reporter
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._size = 0
+        self._regular = True
+        self.reopened = 0
+        self.rotations = 0
+        self.failedRotations = 0
+
+    def __repr__(self) -> str:
+        return f"LogFileWriter({self.path!r})"
+
+    def checkPath(self) -> None:
+        """
+        Raise L{ConfigurationError} if the path can never work (it is a
+        directory, or its parent is not one); other problems may pass.
+        """
+        if os.path.isdir(self.path):
+            raise ConfigurationError(f"log file {self.path} is a directory; give a file path")
+        parent = os.path.dirname(self.path)
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            raise ConfigurationError(
+                f"log file {self.path}: {parent} is not a directory; give a file path"
+            )
+
+    # -- writing ------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        """
+        Append C{text}; raise C{OSError} if it could not be written.
+        """
+        data = text.encode("utf-8", "backslashreplace")
+        rotationError = None
+        with self._lock:
+            fd = self._current()
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            self._size += len(data)
+            if self.rotateLength is not None and self._size >= self.rotateLength:
+                rotationError = self._rotate()
+        if rotationError is not None:
+            # Reported outside the lock: the report may be written to this
+            # very file.
+            self._report(rotationError)
+
+    def _current(self) -> int:
+        """
+        The open file descriptor for C{path}, (re)opened if the file there is
+        not the one we have open. Called with the lock held.
+        """
+        try:
+            st = os.stat(self.path)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if self._fd is not None and identity == self._identity:
+            return self._fd
+        if self._fd is not None:
+            self.reopened += 1
+        self._closeFile()
+        return self._open()
+
+    def _open(self) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path, flags, self.mode)
+        except FileNotFoundError:
+            if not self.createDirectory:
+                raise
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fd = os.open(self.path, flags, self.mode)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+        self._fd = fd
+        self._identity = (st.st_dev, st.st_ino)
+        self._size = st.st_size
+        # Never rotate a device (/dev/null, /dev/full): renaming it would be
+        # a disaster, and its size means nothing.
+        self._regular = stat.S_ISREG(st.st_mode)
+        return fd
+
+    def _closeFile(self) -> None:
+        fd, self._fd, self._identity = self._fd, None, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- rotation -------------------------------------------------------------
+
+    def _rotatedName(self, n: int) -> str:
+        return f"{self.path}.{n}"
+
+    def _rotate(self) -> OSError | None:
+        """
+        Shift C{path.N-1} to C{path.N} ... C{path} to C{path.1}, skipping
+        missing files. Called with the lock held. If a rename fails the
+        current file stays open and in use, and the error is returned for
+        the caller to report once the lock is released.
+        """
+        if not self._regular:
+            return None
+        keep = self.maxRotatedFiles
+        try:
+            if keep is not None:
+                oldest = self._rotatedName(keep)
+                if os.path.exists(oldest):
+                    os.remove(oldest)
+                start = keep - 1
+            else:
+                start = 1
+                while os.path.exists(self._rotatedName(start)):
+                    start += 1
+                start -= 1
+            for n in range(start, 0, -1):
+                source = self._rotatedName(n)
+                if os.path.exists(source):
+                    os.rename(source, self._rotatedName(n + 1))
+            if os.path.exists(self.path):
+                os.rename(self.path, self._rotatedName(1))
+        except OSError as error:
+            self.failedRotations += 1
+            # Do not try again on every event: wait for another rotateLength.
+            self._size = 0
+            return error
+        self.rotations += 1
+        self._closeFile()
+        self._open()
+        return None
+
+    def _report(self, error: OSError) -> None:
+        try:
+            self.reporter.failure(
+                describe(self),
+                error,
+                f"rotation failed ({type(error).__name__}: {error}); "
+                "still writing to the current file",
+            )
+        except Exception:
+            pass
+
+    # -- control ----------------------------------------------------------------
+
+    def reopen(self) -> None:
+        """
+        Close the file; the next write opens C{path} afresh (for logrotate's
+        C{postrotate} signal, or SIGUSR1 under twistd).
+        """
+        with self._lock:
+            if self._fd is not None:
+                self.reopened += 1
+            self._closeFile()
+
+    def rotate(self) -> None:
+        """
+        Rotate now (as C{twisted.python.logfile.LogFile.rotate} does).
+        """
+        with self._lock:
+            if self._fd is None:
+                self._current()
+            error = self._rotate()
+        if error is not None:
+            self._report(error)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closeFile()
+
+
+def formatTextLine(event: LogEvent) -> str:
+    """
+    An event as one line of classic Twisted log text, never raising.
+    """
+    try:
+        text = formatEventAsClassicLogText(event)
+    except Exception:
+        text = None
+    if text is None:
+        # formatEventAsClassicLogText returns None for an empty message.
+        return ""
+    return text
+
+
+def formatJSONLine(event: LogEvent) -> str:
+    """
+    An event as one line of JSON (newline-delimited, no record separator:
+    what Fluent Bit, Vector and Loki's agents tail, and what
+    L{twisted.logger.eventsFromJSONLogFile} reads back). An event that cannot
+    be serialised (a cycle, say) is written with its text and the reason.
+    """
+    try:
+        return eventAsJSON(event) + "\n"
+    except Exception as error:
+        fallback: dict[str, Any] = {
+            "log_format": "{log_text}",
+            "log_text": formatEvent(event),
+            "log_namespace": _str(event.get("log_namespace")),
+            "log_level": _level(event),
+            "log_time": event.get("log_time") if isinstance(event.get("log_time"), float) else None,
+            "log_unserializable": f"{type(error).__name__}: {_str(error)}",
+        }
+        return json.dumps(fallback) + "\n"
+
+
+def _str(thing: object) -> str:
+    try:
+        return str(thing)
+    except Exception:
+        return describe(thing)
+
+
+def _level(event: LogEvent) -> dict[str, str] | None:
+    level = event.get("log_level")
+    name = getattr(level, "name", None)
+    if isinstance(name, str):
+        return {"__class_uuid__": "02E59486-F24D-46AD-8224-3ACDF2A5732A", "name": name}
+    return None
+
+
+_FORMATS: dict[str, Callable[[LogEvent], str]] = {
+    "text": formatTextLine,
+    "json": formatJSONLine,
+}
+
+
+@implementer(ILogObserver)
+class FileSink:
+    """
+    An L{ILogObserver} that formats each event and writes it with a
+    L{LogFileWriter}, raising C{OSError} on failure (wrap it: see
+    L{safeFileLogObserver}).
+    """
+
+    def __init__(self, writer: LogFileWriter, formatter: Callable[[LogEvent], str]) -> None:
+        self.writer = writer
+        self.formatter = formatter
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.writer.path!r})"
+
+    def __call__(self, event: LogEvent) -> None:
+        text = self.formatter(event)
+        if text:
+            self.writer.write(text)
+
+
+@implementer(ILogObserver)
+class SafeFileObserver(SafeObserver):
+    """
+    The L{SafeObserver} that L{safeFileLogObserver} returns: the same, plus
+    the file's L{LogFileWriter} and its controls.
+    """
+
+    writer: LogFileWriter
+
+    def reopen(self) -> None:
+        """
+        Reopen the file on the next event (signal-driven rotation).
+        """
+        self.writer.reopen()
+
+    def rotate(self) -> None:
+        """
+        Rotate the file now.
+        """
+        self.writer.rotate()
+
+
+def safeFileLogObserver(
+    path: str | os.PathLike[str],
+    format: str = "text",
+    *,
+    rotateLength: int | None = None,
+    maxRotatedFiles: int | None = None,
+    createDirectory: bool = False,
+    mode: int = 0o644,
+    **safeObserverArguments: Any,
+) -> SafeFileObserver:
+    """
+    A hardened observer that writes events to the file at C{path}, as text
+    (C{format="text"}, Twisted's classic format) or JSON lines
+    (C{format="json"}).
+
+    It survives an external logrotate (reopens when the path's inode
+    changes), a missing directory (quarantined until it is back, or
+    recreated with C{createDirectory=True}), ENOSPC, EACCES and EIO
+    (quarantined, events buffered, replayed in order on recovery), and a
+    rotation whose rename fails (keeps writing, reports it).
+
+    A path that can never work (a directory) raises L{ConfigurationError}
+    with one line that says what to fix. A path that may work later (its
+    directory does not exist yet) starts quarantined and the report says so.
+
+    The returned L{SafeFileObserver} has the writer as C{.writer}, and
+    C{.reopen()} for signal-driven rotation.
+
+    @param safeObserverArguments: passed to L{SafeObserver} (C{bufferSize},
+        C{fallback}, C{failureThreshold}, C{reporter}, C{clock}, ...).
+    """
+    formatter = _FORMATS.get(format)
+    if formatter is None:
+        raise ConfigurationError(
+            f"format must be one of {', '.join(sorted(_FORMATS))}, not {format!r}"
+        )
+    reporter = safeObserverArguments.get("reporter") or defaultReporter()
+    writer = LogFileWriter(
+        path,
+        rotateLength=rotateLength,
+        maxRotatedFiles=maxRotatedFiles,
+        createDirectory=createDirectory,
+        mode=mode,
+        reporter=reporter,
+    )
+    writer.checkPath()
+    safeObserverArguments.setdefault("name", writer.path)
+    observer = SafeFileObserver(FileSink(writer, formatter), **safeObserverArguments)
+    observer.writer = writer
+    try:
+        with writer._lock:
+            writer._current()
+    except OSError as error:
+        try:
+            reporter.note(
+                f"log file {writer.path} cannot be opened yet ({type(error).__name__}: "
+                f"{error.strerror or error}); starting quarantined, events are buffered "
+                "and written when it can be opened"
+            )
+        except Exception:
+            pass
+        observer.breaker.trip()
+    return observer

@@ -1,0 +1,216 @@
+# -*- test-case-name: tests.test_install -*-
+"""
+C{install()} / C{uninstall()}: harden a whole process's logging in place.
+
+Every observer already on a L{LogPublisher} (the global one by default) is
+wrapped in a L{SafeObserver}, and so is every observer added later; every
+stdlib handler already attached is wrapped in a L{SafeHandler}, and so is
+every handler attached later. C{removeObserver(original)} and
+C{logger.removeHandler(original)} keep working, and L{uninstall} puts
+everything back as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
+
+from ._safe import HardenedSink, SafeObserver
+from ._stdlib import SafeHandler, _needsHardening, hardenHandlers, safeHandlerFor, unhardenHandler
+
+__all__ = ["Installation", "install", "installed", "uninstall"]
+
+_lock = threading.RLock()
+_installations: dict[int, Installation] = {}
+
+
+def _isHardened(observer: object) -> bool:
+    return isinstance(observer, HardenedSink) or getattr(observer, "isHardened", False) is True
+
+
+class Installation:
+    """
+    twisted-safelog installed on one publisher: the wrappers it made, so
+    that removal by the original works and L{uninstall} can undo it.
+    """
+
+    def __init__(self, publisher: LogPublisher, arguments: dict[str, Any]) -> None:
+        self.publisher = publisher
+        self.arguments = arguments
+        # id(original) -> (original, wrapper); originals are kept alive here
+        # so their ids cannot be reused while installed.
+        self.wrappers: dict[int, tuple[ILogObserver, SafeObserver]] = {}
+        self._originalAdd = publisher.addObserver
+        self._originalRemove = publisher.removeObserver
+
+    def __repr__(self) -> str:
+        return f"<Installation on {self.publisher!r}: {len(self.wrappers)} observers wrapped>"
+
+    def wrap(self, observer: ILogObserver) -> ILogObserver:
+        """
+        The hardened form of C{observer} (itself if it already is).
+        """
+        if _isHardened(observer):
+            return observer
+        entry = self.wrappers.get(id(observer))
+        if entry is not None:
+            return entry[1]
+        wrapper = SafeObserver(observer, **self.arguments)
+        self.wrappers[id(observer)] = (observer, wrapper)
+        return wrapper
+
+    def addObserver(self, observer: ILogObserver) -> None:
+        """
+        Replaces the publisher's C{addObserver}: add the hardened form.
+        """
+        with _lock:
+            self._originalAdd(self.wrap(observer))
+
+    def removeObserver(self, observer: ILogObserver) -> None:
+        """
+        Replaces the publisher's C{removeObserver}: removing the original
+        removes its wrapper.
+        """
+        with _lock:
+            entry = self.wrappers.pop(id(observer), None)
+            if entry is not None and entry[0] is observer:
+                self._originalRemove(entry[1])
+            else:
+                self._originalRemove(observer)
+
+    def apply(self) -> None:
+        observers = self.publisher._observers
+        for index, observer in enumerate(list(observers)):
+            observers[index] = self.wrap(observer)
+        self.publisher.addObserver = self.addObserver  # type: ignore[method-assign]
+        self.publisher.removeObserver = self.removeObserver  # type: ignore[method-assign]
+
+    def undo(self) -> None:
+        originals = {id(w): o for o, w in self.wrappers.values()}
+        observers = self.publisher._observers
+        for index, observer in enumerate(list(observers)):
+            observers[index] = originals.get(id(observer), observer)
+        for name in ("addObserver", "removeObserver"):
+            self.publisher.__dict__.pop(name, None)
+        self.wrappers.clear()
+
+
+# -- stdlib handlers attached later --------------------------------------------
+
+_originalAddHandler = logging.Logger.addHandler
+_originalRemoveHandler = logging.Logger.removeHandler
+_handlerArguments: dict[str, Any] = {}
+_hardenedHandlers: list[SafeHandler] = []
+
+
+def _addHandler(self: logging.Logger, hdlr: logging.Handler) -> None:
+    if _needsHardening(hdlr):
+        safe = safeHandlerFor(hdlr, **_handlerArguments)
+        if safe not in _hardenedHandlers:
+            _hardenedHandlers.append(safe)
+        hdlr = safe
+    _originalAddHandler(self, hdlr)
+
+
+def _removeHandler(self: logging.Logger, hdlr: logging.Handler) -> None:
+    for attached in list(self.handlers):
+        if isinstance(attached, SafeHandler) and attached.handler is hdlr:
+            _originalRemoveHandler(self, attached)
+            return
+    _originalRemoveHandler(self, hdlr)
+
+
+def _patchStdlib(arguments: dict[str, Any]) -> None:
+    _handlerArguments.clear()
+    _handlerArguments.update(arguments)
+    for safe in hardenHandlers(**arguments):
+        if safe not in _hardenedHandlers:
+            _hardenedHandlers.append(safe)
+    logging.Logger.addHandler = _addHandler  # type: ignore[method-assign]
+    logging.Logger.removeHandler = _removeHandler  # type: ignore[method-assign]
+
+
+def _unpatchStdlib() -> None:
+    logging.Logger.addHandler = _originalAddHandler  # type: ignore[method-assign]
+    logging.Logger.removeHandler = _originalRemoveHandler  # type: ignore[method-assign]
+    mine = {id(safe) for safe in _hardenedHandlers}
+    loggers = [logging.getLogger()] + [
+        each
+        for each in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(each, logging.Logger)
+    ]
+    for each in loggers:
+        for index, handler in enumerate(list(each.handlers)):
+            if id(handler) in mine:
+                each.handlers[index] = handler.handler  # type: ignore[attr-defined]
+    for safe in _hardenedHandlers:
+        unhardenHandler(safe)
+    _hardenedHandlers.clear()
+
+
+# -- public ----------------------------------------------------------------------
+
+
+def install(
+    publisher: LogPublisher | None = None, *, stdlib: bool = True, **safeArguments: Any
+) -> Installation:
+    """
+    Harden C{publisher} (the global one by default): wrap every observer on
+    it, now and later, in a L{SafeObserver}; with C{stdlib=True}, wrap
+    every stdlib handler, attached now or later, in a L{SafeHandler}.
+
+    C{safeArguments} (C{failureThreshold}, C{resetTimeout}, C{bufferSize},
+    C{reporter}, C{clock}, ...) go to every wrapper. Calling it again on the
+    same publisher returns the existing installation and changes nothing.
+    """
+    if publisher is None:
+        publisher = globalLogPublisher
+    with _lock:
+        existing = _installations.get(id(publisher))
+        if existing is not None:
+            return existing
+        installation = Installation(publisher, dict(safeArguments))
+        installation.apply()
+        _installations[id(publisher)] = installation
+        if stdlib and not _hardenedStdlib():
+            _patchStdlib(
+                {k: v for k, v in safeArguments.items() if k not in ("legacy", "fallback")}
+            )
+            _stdlibOwner[0] = id(publisher)
+        return installation
+
+
+_stdlibOwner: list[int | None] = [None]
+
+
+def _hardenedStdlib() -> bool:
+    return logging.Logger.addHandler is _addHandler
+
+
+def installed(publisher: LogPublisher | None = None) -> Installation | None:
+    """
+    The installation on C{publisher} (the global one by default), if any.
+    """
+    return _installations.get(id(globalLogPublisher if publisher is None else publisher))
+
+
+def uninstall(publisher: LogPublisher | None = None) -> None:
+    """
+    Undo L{install} on C{publisher}: the publisher gets its original
+    observers back, in order, and its own C{addObserver}/C{removeObserver};
+    stdlib handlers hardened by that installation are put back. Harmless if
+    nothing is installed.
+    """
+    if publisher is None:
+        publisher = globalLogPublisher
+    with _lock:
+        installation = _installations.pop(id(publisher), None)
+        if installation is None:
+            return
+        installation.undo()
+        if _stdlibOwner[0] == id(publisher):
+            _unpatchStdlib()
+            _stdlibOwner[0] = None

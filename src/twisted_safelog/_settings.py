@@ -1,0 +1,185 @@
+# -*- test-case-name: tests.test_settings -*-
+"""
+Settings for C{twistd --logger=twisted_safelog.observer}: from environment
+variables (prefix C{TWISTED_SAFELOG_}) and an optional TOML file named by
+C{TWISTED_SAFELOG_CONFIG}; the environment wins. Every bad value is a
+L{ConfigurationError} whose message is one line naming the setting and what
+it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import evolve, frozen
+from twisted.logger import LogLevel
+
+from ._errors import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "SETTINGS", "Settings"]
+
+ENV_PREFIX = "TWISTED_SAFELOG_"
+
+
+def _choice(*choices: str) -> Callable[[str, object], str]:
+    def parse(name: str, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ConfigurationError(
+                f"{name}={value!r} is not valid; use one of: {', '.join(choices)}"
+            )
+        return text
+
+    return parse
+
+
+def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str, object], Any]:
+    word = "an integer" if kind is int else "a number"
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def parse(name: str, value: object) -> Any:
+        try:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}") from None
+        if number < minimum or (not inclusive and number == minimum):
+            raise ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}")
+        return number
+
+    return parse
+
+
+def _boolean(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{name}={value!r} is not valid; use one of: true, false")
+
+
+def _reports(name: str, value: object) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ConfigurationError(
+            f"{name}={value!r} is not valid; use auto, stderr, logfile or a file path"
+        )
+    return text if text.lower() not in ("auto", "stderr", "logfile") else text.lower()
+
+
+_LEVELS = {"debug", "info", "warn", "error", "critical"}
+
+#: setting -> (parser, default, what it does). The environment variable is
+#: ENV_PREFIX + the name in upper case; the TOML key is the name.
+SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
+    "format": (_choice("text", "json"), "text", "log line format: text or json (JSON lines)"),
+    "level": (_choice(*sorted(_LEVELS)), "info", "minimum level written"),
+    "bridge": (
+        _choice("none", "to-stdlib", "from-stdlib", "both"),
+        "none",
+        "bridge Twisted and stdlib logging: none, to-stdlib, from-stdlib, both",
+    ),
+    "failure_threshold": (_number(int, 1), 5, "consecutive failures that quarantine a sink"),
+    "reset_timeout": (_number(float, 0, False), 1.0, "seconds before the first probe"),
+    "max_reset_timeout": (_number(float, 0, False), 60.0, "longest wait between probes"),
+    "buffer_size": (_number(int, 0), 1000, "events kept for replay while quarantined"),
+    "reports": (
+        _reports,
+        "auto",
+        "where reports go: auto (terminal in the foreground, the log file when "
+        "daemonized), stderr, logfile, or a file path",
+    ),
+    "rotate_length": (_number(int, 0), 1_000_000, "rotate the log file at this size; 0: never"),
+    "max_rotated_files": (_number(int, 0), 0, "rotated files to keep; 0: all"),
+    "create_directory": (_boolean, False, "create the log file's directory if missing"),
+}
+
+
+@frozen
+class Settings:
+    """
+    Every setting, parsed and checked.
+    """
+
+    format: str = "text"
+    level: str = "info"
+    bridge: str = "none"
+    failure_threshold: int = 5
+    reset_timeout: float = 1.0
+    max_reset_timeout: float = 60.0
+    buffer_size: int = 1000
+    reports: str = "auto"
+    rotate_length: int = 1_000_000
+    max_rotated_files: int = 0
+    create_directory: bool = False
+
+    @property
+    def logLevel(self) -> Any:
+        return LogLevel.levelWithName(self.level)
+
+    def safeArguments(self) -> dict[str, Any]:
+        """
+        The keyword arguments for L{SafeObserver} and L{SafeHandler}.
+        """
+        return {
+            "failureThreshold": self.failure_threshold,
+            "resetTimeout": self.reset_timeout,
+            "maxResetTimeout": max(self.max_reset_timeout, self.reset_timeout),
+            "bufferSize": self.buffer_size,
+        }
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """
+        Read the TOML file named by C{TWISTED_SAFELOG_CONFIG} (if set), then
+        the C{TWISTED_SAFELOG_*} environment variables over it.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = environ.get(ENV_PREFIX + "CONFIG")
+        if path:
+            values.update(_readToml(path))
+        known = {ENV_PREFIX + key.upper(): key for key in SETTINGS}
+        for variable, value in environ.items():
+            if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
+                continue
+            key = known.get(variable)
+            if key is None:
+                raise ConfigurationError(
+                    f"{variable} is not a twisted-safelog setting; known: "
+                    + ", ".join(sorted([*known, ENV_PREFIX + "CONFIG"]))
+                )
+            values[key] = SETTINGS[key][0](variable, value)
+        return evolve(cls(), **values)
+
+
+def _readToml(path: str) -> dict[str, Any]:
+    where = f"{ENV_PREFIX}CONFIG={path!r}"
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise ConfigurationError(
+            f"{where}: cannot read it ({error.strerror or error}); fix the path"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{where}: not valid TOML ({error})") from None
+    table = data.get("twisted_safelog", data)
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: [twisted_safelog] must be a table")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        normal = key.replace("-", "_")
+        if normal not in SETTINGS:
+            raise ConfigurationError(
+                f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}"
+            )
+        values[normal] = SETTINGS[normal][0](f"{key} in {path}", value)
+    return values

@@ -1,0 +1,300 @@
+# -*- test-case-name: tests.test_twistd -*-
+"""
+The factory behind C{twistd --logger=twisted_safelog.observer}.
+
+twistd resolves C{--logger} with C{namedAny} and calls the result with no
+arguments from C{AppLogger.start}, before it daemonizes; with C{--logger} it
+ignores its own C{--logfile}. So L{observer} reads twistd's command line
+itself, with twistd's own option parser, to honour C{--logfile} and
+C{-n/--nodaemon} the way twistd's default logger does; starts no thread and
+no timer (the double fork would lose them); and hardens the whole process
+with L{install}.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevelFilterPredicate,
+    globalLogPublisher,
+)
+from zope.interface import implementer
+
+from ._errors import ConfigurationError
+from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
+from ._install import install
+from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
+from ._safe import SafeObserver
+from ._settings import Settings
+
+__all__ = ["buildObserver", "observer", "twistdOptions"]
+
+
+def _serverOptionsClass() -> type:
+    from twisted.scripts.twistd import ServerOptions  # type: ignore[attr-defined]
+
+    class TwistdOptions(ServerOptions):
+        """
+        twistd's own options, parsed without side effects: no subcommand,
+        no reactor installation, no post-processing.
+        """
+
+        subCommands: list[Any] = []
+
+        def opt_reactor(self, shortName: str) -> None:
+            self["reactor"] = shortName
+
+        opt_r = opt_reactor
+
+        def opt_logger(self, logger: str) -> None:
+            self["logger"] = logger
+
+        def parseArgs(self, *args: str) -> None:
+            pass
+
+        def postOptions(self) -> None:
+            pass
+
+    return TwistdOptions
+
+
+def _twistdPrefix(argv: Sequence[str], options: Any) -> list[str]:
+    """
+    The part of a twistd command line before the subcommand (the plugin
+    name and its own options, which twistd's options must not see).
+    """
+    withValue = {name[:-1] for name in options.longOpt if name.endswith("=")}
+    shortWithValue = {
+        options.shortOpt[i - 1] for i, c in enumerate(options.shortOpt) if c == ":" and i
+    }
+    prefix: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        prefix.append(arg)
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            if "=" not in arg and (name in withValue or name.replace("_", "-") in withValue):
+                i += 1
+                if i < len(args):
+                    prefix.append(args[i])
+        else:
+            for position, letter in enumerate(arg[1:], start=1):
+                if letter in shortWithValue:
+                    if position == len(arg) - 1:
+                        i += 1
+                        if i < len(args):
+                            prefix.append(args[i])
+                    break
+        i += 1
+    return prefix
+
+
+def twistdOptions(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """
+    twistd's options from its command line (C{sys.argv} by default), as
+    twistd's own parser reads them. A command line it cannot parse gives the
+    defaults: twistd itself has parsed it already and reported any error.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    TwistdOptions = _serverOptionsClass()
+    options = TwistdOptions()
+    try:
+        options.parseOptions(_twistdPrefix(argv, options))
+    except Exception:
+        options = TwistdOptions()
+    return dict(options)
+
+
+class _Tee:
+    """
+    Write report lines to several places; one that fails does not stop the
+    others.
+    """
+
+    def __init__(self, *writers: Callable[[str], object]) -> None:
+        self.writers = writers
+
+    def __repr__(self) -> str:
+        return f"_Tee{self.writers!r}"
+
+    def __call__(self, text: str) -> None:
+        for write in self.writers:
+            try:
+                write(text)
+            except Exception:
+                pass
+
+
+def _reportWriter(
+    settings: Settings, nodaemon: bool, logWrite: Callable[[str], object] | None
+) -> Callable[[str], object]:
+    where = settings.reports
+    if where == "stderr":
+        return FileDescriptorWriter(2)
+    if where == "logfile":
+        if logWrite is None:
+            raise ConfigurationError(
+                "TWISTED_SAFELOG_REPORTS='logfile' needs a log file; "
+                "give twistd --logfile=PATH or use auto or stderr"
+            )
+        return logWrite
+    if where == "auto":
+        writers: list[Callable[[str], object]] = []
+        if logWrite is not None:
+            writers.append(logWrite)
+        if nodaemon or logWrite is None:
+            writers.append(FileDescriptorWriter(2))
+        return _Tee(*writers)
+    from ._file import LogFileWriter
+
+    reportFile = LogFileWriter(where, createDirectory=settings.create_directory)
+    reportFile.checkPath()
+    return reportFile.write
+
+
+def buildObserver(
+    twistd: dict[str, Any],
+    settings: Settings,
+    installSignalHandler: bool = True,
+) -> ILogObserver:
+    """
+    The observer for twistd options C{twistd} and C{settings}; hardens the
+    process (L{install}) and sets the process-wide reporter as a side
+    effect.
+    """
+    logfile = twistd.get("logfile") or ""
+    nodaemon = bool(twistd.get("nodaemon"))
+    if logfile == "-" and not nodaemon:
+        raise ConfigurationError("daemons cannot log to stdout; give --logfile=PATH or run with -n")
+    toStdout = logfile == "-" or (nodaemon and not logfile)
+    formatter = formatJSONLine if settings.format == "json" else formatTextLine
+    safe = settings.safeArguments()
+
+    if toStdout:
+        sink: SafeObserver = SafeObserver(
+            FileLogObserver(sys.stdout, formatter), name="stdout", **safe
+        )
+        logWrite = None
+    else:
+        path = logfile or "twistd.log"
+        rotate = settings.rotate_length or None
+        keep = settings.max_rotated_files or None
+        fileSink = safeFileLogObserver(
+            path,
+            settings.format,
+            rotateLength=rotate,
+            maxRotatedFiles=keep,
+            createDirectory=settings.create_directory,
+            **safe,
+        )
+        sink = fileSink
+        logWrite = fileSink.writer.write
+        if installSignalHandler:
+            _reopenOnSIGUSR1(fileSink.writer.reopen)
+
+    reporter = Reporter(write=_reportWriter(settings, nodaemon, logWrite))
+    setDefaultReporter(reporter)
+    sink.reporter = reporter
+
+    filtered = FilteringLogObserver(
+        sink, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
+    )
+    install(globalLogPublisher, reporter=reporter, **safe)
+    _bridge(settings, reporter, safe)
+    return _TwistdObserver(filtered, sink)
+
+
+@implementer(ILogObserver)
+class _TwistdObserver:
+    """
+    What twistd adds to the global publisher: the level filter in front of
+    the hardened sink. Marked hardened so L{install} does not wrap it again.
+    """
+
+    isHardened = True
+
+    def __init__(self, filtered: ILogObserver, sink: SafeObserver) -> None:
+        self.filtered = filtered
+        self.sink = sink
+
+    def __repr__(self) -> str:
+        return f"<twisted_safelog.observer {self.sink!r}>"
+
+    def __call__(self, event: Any) -> None:
+        self.filtered(event)
+
+    def stats(self) -> Any:
+        return self.sink.stats()
+
+
+def _bridge(settings: Settings, reporter: Reporter, safe: dict[str, Any]) -> None:
+    import logging
+
+    from ._stdlib import StdlibObserver, TwistedHandler
+
+    if settings.bridge in ("to-stdlib", "both"):
+        globalLogPublisher.addObserver(
+            SafeObserver(StdlibObserver(), name="stdlib bridge", reporter=reporter, **safe)
+        )
+    if settings.bridge in ("from-stdlib", "both"):
+        root = logging.getLogger()
+        root.addHandler(TwistedHandler(globalLogPublisher))
+        root.setLevel(min(root.level or logging.WARNING, _stdlibLevel(settings.level)))
+
+
+def _stdlibLevel(level: str) -> int:
+    import logging
+
+    return {"warn": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO))
+
+
+def _reopenOnSIGUSR1(reopen: Callable[[], None]) -> None:
+    """
+    As twistd does for its own log file: SIGUSR1 reopens it (logrotate's
+    postrotate), unless the application handles SIGUSR1 itself.
+    """
+    if not hasattr(signal, "SIGUSR1") or signal.getsignal(signal.SIGUSR1) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        return
+
+    def onSIGUSR1(signum: int, frame: object) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(reopen)  # type: ignore[attr-defined]
+
+    try:
+        signal.signal(signal.SIGUSR1, onSIGUSR1)
+    except ValueError:
+        # Not the main thread: twistd always calls us from it; others may not.
+        pass
+
+
+def observer() -> ILogObserver:
+    """
+    The zero-argument factory for C{twistd --logger=twisted_safelog.observer}.
+
+    Logs where twistd would (stdout with C{-n} and no C{--logfile}, the file
+    given by C{--logfile}, C{twistd.log} when daemonized), hardened; applies
+    the C{TWISTED_SAFELOG_*} settings; hardens every observer and stdlib
+    handler of the process, now and later. A bad setting ends twistd with
+    exit status 1 and one line that says what to fix.
+    """
+    try:
+        return buildObserver(twistdOptions(), Settings.load(os.environ))
+    except ConfigurationError as error:
+        raise SystemExit(f"twisted-safelog: {error}") from None
