@@ -31,7 +31,7 @@ def _loadApplication(tac: str | None, module: str | None) -> Any:
     if tac is not None:
         from twisted.application.service import loadApplication
 
-        return loadApplication(tac, "python")
+        return loadApplication(tac, "python")  # type: ignore[no-untyped-call]
     assert module is not None
     sys.path.insert(0, os.getcwd())
     loaded = importlib.import_module(module)
@@ -49,7 +49,7 @@ def _observerFor(application: Any, logger: str | None) -> ILogObserver:
         saved = sys.argv
         sys.argv = ["twistd", "-n", f"--logfile={os.devnull}", f"--logger={logger}"]
         try:
-            return namedAny(logger)()  # type: ignore[no-any-return]
+            return namedAny(logger)()  # type: ignore[no-untyped-call,no-any-return]
         finally:
             sys.argv = saved
     if application is not None:

@@ -66,10 +66,11 @@ def _name(thing: object) -> str:
     if isinstance(thing, logging.Handler):
         target = getattr(thing, "baseFilename", None) or getattr(thing, "stream", None)
         if target is not None:
-            return f"{type(thing).__name__}({_name(target) if not isinstance(target, str) else target})"
+            shown = target if isinstance(target, str) else _name(target)
+            return f"{type(thing).__name__}({shown})"
         return type(thing).__name__
     if hasattr(thing, "name") and isinstance(getattr(thing, "name", None), str):
-        return f"<{thing.name}>"  # type: ignore[attr-defined]
+        return f"<{thing.name}>"
     return describe(thing, 60)
 
 
@@ -114,7 +115,7 @@ def _handlersFor(logger: logging.Logger) -> list[logging.Handler]:
         found.extend(current.handlers)
         if not current.propagate:
             break
-        current = current.parent  # type: ignore[assignment]
+        current = current.parent
     if not found and logging.lastResort is not None:
         found.append(logging.lastResort)
     return found

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.logger import (
     FileLogObserver,
@@ -47,7 +47,7 @@ def _serverOptionsClass() -> type:
         no reactor installation, no post-processing.
         """
 
-        subCommands: list[Any] = []
+        subCommands: ClassVar[list[Any]] = []
 
         def opt_reactor(self, shortName: str) -> None:
             self["reactor"] = shortName
