@@ -88,6 +88,17 @@ class Installation:
         self.publisher.addObserver = self.addObserver  # type: ignore[method-assign]
         self.publisher.removeObserver = self.removeObserver  # type: ignore[method-assign]
 
+    def close(self) -> None:
+        """
+        At shutdown: replay what each wrapper's breaker allows, then count
+        and report what is still buffered (reason C{"shutdown"}). The
+        wrappers keep working afterwards.
+        """
+        for _, wrapper in list(self.wrappers.values()):
+            wrapper.close()
+        for safe in list(_hardenedHandlers):
+            safe.core.close()
+
     def undo(self) -> None:
         originals = {id(w): o for o, w in self.wrappers.values()}
         observers = self.publisher._observers

@@ -212,9 +212,30 @@ def buildObserver(
     filtered = FilteringLogObserver(
         sink, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
     )
-    install(globalLogPublisher, reporter=reporter, **safe)
+    installation = install(globalLogPublisher, reporter=reporter, **safe)
     _bridge(settings, reporter, safe)
+    if installSignalHandler:
+        _closeAtShutdown(installation.close, sink.close, reporter.flush)
     return _TwistdObserver(filtered, sink)
+
+
+def _closeAtShutdown(*closers: Callable[[], None]) -> None:
+    """
+    After the reactor has shut down, account for what is still buffered:
+    twistd ends itself by re-raising SIGTERM, which skips atexit handlers.
+    Under twistd the reactor is installed before the factory runs, so this
+    import does not choose one; no timer or thread is started.
+    """
+    from twisted.internet import reactor
+
+    def closeAll() -> None:
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                pass
+
+    reactor.addSystemEventTrigger("after", "shutdown", closeAll)
 
 
 @implementer(ILogObserver)

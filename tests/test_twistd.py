@@ -1,0 +1,319 @@
+"""
+twisted-safelog under real twistd processes: the factory
+(C{--logger=twisted_safelog.observer}) in the foreground and daemonized, the
+C{.tac} example, bad configuration, and the loop doctor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from twisted.logger import eventsFromJSONLogFile
+
+from .twistdprocess import (
+    EXAMPLES,
+    environment,
+    freePort,
+    get,
+    start,
+    stop,
+    stopPid,
+    twistdCommand,
+    waitForPort,
+)
+
+INCIDENT_TAC = str(EXAMPLES / "incident.tac")
+#: twistd re-raises SIGTERM after a clean shutdown, so its status is -15.
+CLEAN_EXIT = (0, -signal.SIGTERM)
+SAFE_TAC = str(EXAMPLES / "safe_observer.tac")
+
+
+def appEnvironment(tmp: Path, port: int, broken: bool = True, **extra: str) -> dict[str, str]:
+    return environment(
+        CHARTAPP_PORT=str(port),
+        CHARTAPP_LOG_DIR=str(tmp),
+        CHARTAPP_BREAK_LOGGING="1" if broken else "0",
+        **extra,
+    )
+
+
+def serveRequests(port: int, count: int) -> list[tuple[int, float]]:
+    return [get(port, f"/chart-data?series=s{n}") for n in range(count)]
+
+
+def test_hardenedTwistdKeepsServingWithTheIncidentsBrokenHandler(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "twistd.log"
+    process = start(
+        [
+            "-n",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={log}",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        tmp_path,
+        appEnvironment(tmp_path, port),
+    )
+    try:
+        assert waitForPort(port, process=process), (tmp_path / "twistd-stderr.txt").read_text()
+        results = serveRequests(port, 100)
+    finally:
+        status = stop(process)
+    assert status in CLEAN_EXIT, "SIGTERM ends it cleanly"
+    statuses = [s for s, _ in results]
+    latencies = [t for _, t in results]
+    assert statuses == [200] * 100
+    assert statistics.median(latencies) < 0.05
+    assert max(latencies) < 1.0
+    text = log.read_text()
+    assert text.count("served chart data") == 100
+    assert "quarantined after 5 consecutive failures" in text
+    assert text.count("Traceback (most recent call last)") == 1, "only the first failure's"
+    assert "--- Logging error ---" not in text
+    assert "Server Shut Down." in text
+    assert log.stat().st_size < 200_000
+    # What the quarantined handler still held at shutdown is counted and said.
+    assert "events (shutdown)" in text
+    # In the foreground the operator sees the reports on the terminal too.
+    assert "quarantined after" in (tmp_path / "twistd-stderr.txt").read_text()
+
+
+def test_plainTwistdLoopsOnTheSameApp(tmp_path: Path) -> None:
+    """
+    Without the flag the same app wedges: the scenario is real.
+    """
+    port = freePort()
+    log = tmp_path / "twistd.log"
+    process = start(
+        ["-n", f"--logfile={log}", "--pidfile=", "-y", INCIDENT_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, port),
+    )
+    try:
+        waitForPort(port, timeout=5, process=process)
+        deadline = time.monotonic() + 6
+        served = 0
+        while time.monotonic() < deadline:
+            status, _ = get(port, "/chart-data", timeout=1.0)
+            served += status == 200
+            if status != 200:
+                time.sleep(0.1)
+        # twistd's own LogFile rotates at 1 MB: count every generation.
+        size = sum(p.stat().st_size for p in tmp_path.glob("twistd.log*"))
+    finally:
+        process.kill()
+        process.wait()
+    assert served < 5
+    assert size > 1_000_000, "the log fills with the handler's tracebacks"
+
+
+def test_daemonModeWithLogfileAndPidfile(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "daemon.log"
+    pidfile = tmp_path / "daemon.pid"
+    launcher = subprocess.run(
+        [
+            *twistdCommand(),
+            "--logger=twisted_safelog.observer",
+            f"--logfile={log}",
+            f"--pidfile={pidfile}",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        cwd=tmp_path,
+        env=appEnvironment(tmp_path, port),
+        capture_output=True,
+        timeout=30,
+    )
+    assert launcher.returncode == 0, launcher.stderr
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        assert waitForPort(port)
+        results = serveRequests(port, 30)
+    finally:
+        assert stopPid(pid), "SIGTERM ends the daemon"
+    assert [s for s, _ in results] == [200] * 30
+    text = log.read_text()
+    assert text.count("served chart data") == 30
+    # Daemonized, fd 2 is /dev/null: the reports are in the log file itself,
+    # marked as the library's own lines.
+    reports = [line for line in text.splitlines() if line.startswith("twisted-safelog:")]
+    assert any("quarantined after 5 consecutive failures" in line for line in reports)
+
+
+def test_tacWithSafeObserverComponent(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "safe.log"
+    process = start(
+        ["-n", "--pidfile=", "-y", SAFE_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, port, SAFE_EXAMPLE_LOG=str(log)),
+    )
+    try:
+        assert waitForPort(port, process=process), (tmp_path / "twistd-stderr.txt").read_text()
+        results = serveRequests(port, 40)
+    finally:
+        status = stop(process)
+    assert status in CLEAN_EXIT
+    assert [s for s, _ in results] == [200] * 40
+    text = log.read_text()
+    assert text.count("served chart data") == 40
+    assert "--- Logging error ---" not in text
+
+
+def test_jsonFormatReadsBack(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "json.log"
+    process = start(
+        [
+            "-n",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={log}",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        tmp_path,
+        appEnvironment(tmp_path, port, broken=False, TWISTED_SAFELOG_FORMAT="json"),
+    )
+    try:
+        assert waitForPort(port, process=process)
+        serveRequests(port, 5)
+    finally:
+        stop(process)
+    with open(log) as f:
+        events = list(eventsFromJSONLogFile(f))
+    served = [e for e in events if e.get("log_namespace") == "chartapp"]
+    assert [e["series"] for e in served] == [f"s{n}" for n in range(5)]
+
+
+def test_sigusr1ReopensTheLogFile(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "rot.log"
+    process = start(
+        [
+            "-n",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={log}",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        tmp_path,
+        appEnvironment(tmp_path, port, broken=False),
+    )
+    try:
+        assert waitForPort(port, process=process)
+        serveRequests(port, 3)
+        os.rename(log, tmp_path / "rot.log.old")
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        serveRequests(port, 4)
+    finally:
+        stop(process)
+    assert (tmp_path / "rot.log.old").read_text().count("served chart data") == 3
+    assert log.read_text().count("served chart data") == 4
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "TWISTED_SAFELOG_FORMAT",
+            "xml",
+            "TWISTED_SAFELOG_FORMAT='xml' is not valid; use one of: text, json",
+        ),
+        ("TWISTED_SAFELOG_LEVEL", "loud", "use one of: critical, debug, error, info, warn"),
+        ("TWISTED_SAFELOG_FAILURE_THRESHOLD", "0", "use an integer >= 1"),
+        ("TWISTED_SAFELOG_RESET_TIMEOUT", "soon", "use a number > 0"),
+        ("TWISTED_SAFELOG_BRIDGE", "sideways", "none, to-stdlib, from-stdlib, both"),
+        ("TWISTED_SAFELOG_BOGUS", "1", "TWISTED_SAFELOG_BOGUS is not a twisted-safelog setting"),
+        ("TWISTED_SAFELOG_CONFIG", "/nonexistent/safelog.toml", "cannot read it"),
+    ],
+)
+def test_badConfigurationExitsWithOneClearLine(
+    tmp_path: Path, variable: str, value: str, expected: str
+) -> None:
+    result = subprocess.run(
+        [
+            *twistdCommand(),
+            "-n",
+            "--logger=twisted_safelog.observer",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        cwd=tmp_path,
+        env=appEnvironment(tmp_path, freePort(), broken=False, **{variable: value}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("twisted-safelog: ")
+    assert expected in lines[0]
+
+
+def test_logfileThatIsADirectoryExitsWithOneClearLine(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            *twistdCommand(),
+            "-n",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={tmp_path}",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        cwd=tmp_path,
+        env=appEnvironment(tmp_path, freePort(), broken=False),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"twisted-safelog: log file {tmp_path} is a directory; give a file path"]
+
+
+def runDoctor(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twisted_safelog", "doctor", "--tac", INCIDENT_TAC, *args],
+        cwd=tmp,
+        env=appEnvironment(tmp, freePort()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_doctorFindsTheIncidentsLoopUnguarded(tmp_path: Path) -> None:
+    result = runDoctor(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert (
+        "twisted publisher -> STDLibLogObserver -> logger 'twisted' -> "
+        f"RotatingFileHandler({tmp_path}/chartapp.log) -> (on failure) handleError -> "
+        "sys.stderr <stderr LoggingFile> -> twisted publisher  [UNGUARDED]"
+    ) in result.stdout
+    assert "1 unguarded." in result.stdout
+
+
+def test_doctorReportsItGuardedUnderTheFactory(tmp_path: Path) -> None:
+    result = runDoctor(tmp_path, "--logger", "twisted_safelog.observer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[guarded by SafeObserver, SafeHandler" in result.stdout
+    assert "0 unguarded." in result.stdout
