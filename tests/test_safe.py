@@ -381,6 +381,35 @@ def test_closeDropsWhatIsLeftWithReasonShutdown() -> None:
     assert stats.balanced
 
 
+def test_retryFailedKeepsOrderAndLosesNothing() -> None:
+    sink = FlakyObserver([True, True, True])
+    safe, clock, _ = makeSafe(sink, failureThreshold=3, retryFailed=True)
+    for n in range(6):
+        safe(event(n))
+    assert safe.stats().state == BreakerState.open
+    clock.advance(1)
+    safe(event(6))
+    assert [e["n"] for e in sink.events] == list(range(7))
+    stats = safe.stats()
+    assert (stats.delivered, stats.failed, stats.buffered) == (7, 0, 0)
+
+
+def test_retryFailedGivesUpOnAPoisonousEventAfterMaxAttempts() -> None:
+    def poison(e: dict[str, object]) -> None:
+        if e["n"] == 0:
+            raise ValueError("cannot write this one")
+
+    safe, clock, _ = makeSafe(poison, failureThreshold=1, retryFailed=True, maxAttempts=3)
+    safe(event(0))
+    for n in range(1, 4):
+        clock.advance(safe.breaker.currentTimeout)
+        safe(event(n))
+    stats = safe.stats()
+    assert stats.failed == 1, "counted failed after three attempts"
+    assert stats.delivered == 3
+    assert stats.balanced
+
+
 # -- the accounting identity --------------------------------------------------
 
 steps = st.lists(
@@ -398,9 +427,14 @@ steps = st.lists(
     bufferSize=st.integers(0, 5),
     threshold=st.integers(1, 4),
     withFallback=st.booleans(),
+    retryFailed=st.booleans(),
 )
 def test_accountingIdentityHoldsForAnyFailurePattern(
-    steps: list[tuple[str, object]], bufferSize: int, threshold: int, withFallback: bool
+    steps: list[tuple[str, object]],
+    bufferSize: int,
+    threshold: int,
+    withFallback: bool,
+    retryFailed: bool,
 ) -> None:
     outcomes: list[bool] = []
 
@@ -416,6 +450,8 @@ def test_accountingIdentityHoldsForAnyFailurePattern(
         bufferSize=bufferSize,
         failureThreshold=threshold,
         fallback=RecordingObserver() if withFallback else None,
+        retryFailed=retryFailed,
+        maxAttempts=3,
     )
     sent = 0
     for kind, arg in steps:

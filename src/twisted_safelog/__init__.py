@@ -19,6 +19,7 @@ from ._file import (
 )
 from ._install import Installation, install, installed, uninstall
 from ._loops import FeedbackLoop, findFeedbackLoops
+from ._nonblocking import NonBlockingObserver, OverflowPolicy
 from ._report import (
     REPORT_PREFIX,
     FileDescriptorWriter,
@@ -65,6 +66,9 @@ __all__ = [
     # _loops
     "FeedbackLoop",
     "findFeedbackLoops",
+    # _nonblocking
+    "NonBlockingObserver",
+    "OverflowPolicy",
     # _report
     "REPORT_PREFIX",
     "FileDescriptorWriter",

@@ -78,6 +78,11 @@ class HardenedSink(Generic[T]):
 
     @param fallback: receives, already hardened, the items the sink cannot
         take (quarantined or failed).
+    @param retryFailed: put an item whose delivery failed back at the head of
+        the buffer, to be retried (in order) instead of counted as failed;
+        after C{maxAttempts} attempts it is counted as failed after all, so
+        one poisonous item cannot block the sink for ever. For sinks whose
+        failures are transient (a network peer, a full disk).
     @param clock: provides C{seconds()}; a monotonic clock by default.
     """
 
@@ -94,6 +99,8 @@ class HardenedSink(Generic[T]):
         fallback: Callable[[T], object] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
+        retryFailed: bool = False,
+        maxAttempts: int = 10,
     ) -> None:
         if not callable(sink):
             raise TypeError(f"{type(self).__name__} needs a callable sink, not {sink!r}")
@@ -101,7 +108,11 @@ class HardenedSink(Generic[T]):
             raise ValueError(f"bufferSize must be >= 0, not {bufferSize!r}")
         self._target = sink
         self.name = name if name is not None else describe(sink)
+        if maxAttempts < 1:
+            raise ValueError(f"maxAttempts must be >= 1, not {maxAttempts!r}")
         self.bufferSize = bufferSize
+        self.retryFailed = retryFailed
+        self.maxAttempts = maxAttempts
         self.reporter = defaultReporter() if reporter is None else reporter
         self.breaker = CircuitBreaker(
             failureThreshold=failureThreshold,
@@ -114,7 +125,8 @@ class HardenedSink(Generic[T]):
         self.fallback = fallback
         self._guard = ReentryGuard()
         self._lock = threading.Lock()
-        self._buffer: deque[T] = deque()
+        # (item, failed attempts so far), oldest first.
+        self._buffer: deque[tuple[T, int]] = deque()
         self._draining = False
         self._received = Counter()
         self._delivered = Counter()
@@ -163,7 +175,7 @@ class HardenedSink(Generic[T]):
         if breaker._consecutiveFailures:
             breaker.success()
 
-    def _deliver(self, event: T) -> bool:
+    def _deliver(self, event: T, attempt: int = 1) -> bool:
         """
         Call the observer once, with the guard up; count and report the
         outcome. Returns whether the observer took the event.
@@ -174,14 +186,14 @@ class HardenedSink(Generic[T]):
             self._target(event)
         except Exception as error:
             guard.exit(tid)
-            self._failure(event, error, _describeError(error))
+            self._failure(event, error, _describeError(error), attempt)
             return False
         except BaseException:
             guard.exit(tid)
             self._interrupted()
             raise
         if guard.exit(tid):
-            self._failure(event, None, _ERROR_OUTPUT)
+            self._failure(event, None, _ERROR_OUTPUT, attempt)
             return False
         self._countDelivered()
         self.breaker.success()
@@ -203,12 +215,29 @@ class HardenedSink(Generic[T]):
             self._guard.sawErrorOutput()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
 
-    def _failure(self, event: T, error: BaseException | None, description: str) -> None:
-        self._failed.increment()
+    def _failure(
+        self, event: T, error: BaseException | None, description: str, attempt: int = 1
+    ) -> None:
+        requeued = self.retryFailed and attempt < self.maxAttempts and self._requeue(event, attempt)
+        if not requeued:
+            # Counted before the breaker hears of it, so that the state
+            # change report's counts include this failure.
+            self._failed.increment()
         self.breaker.failure()
         self._report(self.reporter.failure, self.name, error, description)
-        if self.fallback is not None:
+        if not requeued and self.fallback is not None:
             self.fallback(event)
+
+    def _requeue(self, event: T, attempts: int) -> bool:
+        """
+        Put a failed item back at the head of the buffer, to be retried
+        first; C{False} if the buffer is full (or there is none).
+        """
+        with self._lock:
+            if len(self._buffer) >= self.bufferSize:
+                return False
+            self._buffer.appendleft((event, attempts))
+            return True
 
     def _quarantined(self, event: T) -> None:
         """
@@ -228,7 +257,7 @@ class HardenedSink(Generic[T]):
             if len(self._buffer) >= self.bufferSize:
                 self._buffer.popleft()
                 overflowed = True
-            self._buffer.append(event)
+            self._buffer.append((event, 0))
         if overflowed:
             self._drop(DropReason.overflow, 1)
         self.drain()
@@ -259,8 +288,10 @@ class HardenedSink(Generic[T]):
                 if not self.breaker.allow():
                     break
                 with self._lock:
-                    event = self._buffer.popleft()
-                self._deliver(event)
+                    event, attempts = self._buffer.popleft()
+                if not self._deliver(event, attempts + 1) and self.retryFailed:
+                    # Retried at the next event (or drain), not in a hot loop.
+                    break
         finally:
             with self._lock:
                 self._draining = False
@@ -374,6 +405,8 @@ class SafeObserver(HardenedSink[LogEvent]):
         fallback: ILogObserver | Callable[[LogEvent], None] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
+        retryFailed: bool = False,
+        maxAttempts: int = 10,
         legacy: bool | None = None,
     ) -> None:
         if not callable(observer):
@@ -402,4 +435,6 @@ class SafeObserver(HardenedSink[LogEvent]):
             fallback=fallback,
             reporter=reporter,
             clock=clock,
+            retryFailed=retryFailed,
+            maxAttempts=maxAttempts,
         )

@@ -308,6 +308,8 @@ class SafeHandler(logging.Handler):
         fallback: logging.Handler | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
+        retryFailed: bool = False,
+        maxAttempts: int = 10,
     ) -> None:
         if not isinstance(handler, logging.Handler):
             raise TypeError(f"SafeHandler needs a logging.Handler, not {handler!r}")
@@ -332,6 +334,8 @@ class SafeHandler(logging.Handler):
             fallback=None if fallback is None else fallback.handle,
             reporter=reporter,
             clock=clock,
+            retryFailed=retryFailed,
+            maxAttempts=maxAttempts,
         )
         self._originalHandleError = handler.__dict__.get("handleError")
         handler.handleError = self._capture  # type: ignore[method-assign]

@@ -1,0 +1,348 @@
+"""
+Tests for L{twisted_safelog.NonBlockingObserver}.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LoggingFile,
+    LogLevel,
+    LogPublisher,
+    STDLibLogObserver,
+)
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from twisted_safelog import NonBlockingObserver, SafeObserver
+from twisted_safelog.testing import FlakyObserver, RecordingObserver
+
+from .helpers import RecordingReporter, event
+
+
+@implementer(ILogObserver)
+class GateObserver(RecordingObserver):
+    """
+    Blocks on every event until the gate opens; says when it is blocked.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def __call__(self, e: dict[str, object]) -> None:
+        self.entered.set()
+        assert self.gate.wait(10)
+        super().__call__(e)
+
+
+def blocked(**kw: object) -> tuple[NonBlockingObserver, GateObserver, RecordingReporter]:
+    """
+    A NonBlockingObserver whose worker is stuck inside event 0.
+    """
+    sink = GateObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter, **kw)  # type: ignore[arg-type]
+    observer(event(0))
+    assert sink.entered.wait(10)
+    return observer, sink, reporter
+
+
+def delivered(sink: RecordingObserver) -> list[object]:
+    return [e["n"] for e in sink.events]
+
+
+def test_providesILogObserver() -> None:
+    assert verifyObject(ILogObserver, NonBlockingObserver(RecordingObserver()))
+
+
+def test_deliversInOrderFromAWorkerThread() -> None:
+    threads: set[str] = set()
+    sink = RecordingObserver()
+
+    def record(e: dict[str, object]) -> None:
+        threads.add(threading.current_thread().name)
+        sink(e)
+
+    observer = NonBlockingObserver(record, reporter=RecordingReporter())
+    for n in range(200):
+        observer(event(n))
+    assert observer.flush(10)
+    assert delivered(sink) == list(range(200))
+    assert threads == {f"twisted-safelog worker: {observer.name}"}
+    stats = observer.stats()
+    assert (stats.received, stats.delivered, stats.buffered) == (200, 200, 0)
+    observer.stop()
+
+
+def test_theCallerDoesNotWaitForASlowSink() -> None:
+    observer, sink, _ = blocked(maxQueue=100)
+    for n in range(1, 51):
+        observer(event(n))  # returns although the sink is stuck
+    assert observer.stats().buffered == 51
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == list(range(51))
+
+
+def test_dropNewest() -> None:
+    observer, sink, reporter = blocked(maxQueue=5, policy="drop-newest")
+    for n in range(1, 11):
+        observer(event(n))
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1, 2, 3, 4, 5]
+    stats = observer.stats()
+    assert stats.droppedByReason["overflow"] == 5
+    assert stats.received == stats.delivered + stats.dropped == 11
+    assert sum(count for _, reason, count in reporter.drops if reason == "overflow") == 5
+
+
+def test_dropOldest() -> None:
+    observer, sink, _ = blocked(maxQueue=5, policy="drop-oldest")
+    for n in range(1, 11):
+        observer(event(n))
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 6, 7, 8, 9, 10]
+    assert observer.stats().droppedByReason["overflow"] == 5
+    assert observer.stats().balanced
+
+
+def test_blockWaitsThenDrops() -> None:
+    observer, sink, _ = blocked(maxQueue=5, policy="block", blockTimeout=0.01)
+    for n in range(1, 8):
+        observer(event(n))
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1, 2, 3, 4, 5]
+    assert observer.stats().droppedByReason["overflow"] == 2
+
+
+def test_blockGetsRoomWhenTheSinkCatchesUp() -> None:
+    observer, sink, _ = blocked(maxQueue=2, policy="block", blockTimeout=10)
+    observer(event(1))
+    observer(event(2))
+    threading.Timer(0.05, sink.gate.set).start()
+    observer(event(3))  # waits for room rather than dropping
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1, 2, 3]
+    assert observer.stats().dropped == 0
+
+
+def test_lowLevelsAreDiscardedFirstWhenNearlyFull() -> None:
+    observer, sink, _ = blocked(maxQueue=10, discardThreshold=0.3)
+    for n in range(1, 9):
+        level = LogLevel.warn if n % 2 else LogLevel.info
+        observer(event(n, log_level=level))
+    sink.gate.set()
+    assert observer.flush(10)
+    # Below 3 queued everything goes in; from then on only warnings.
+    assert delivered(sink) == [0, 1, 2, 3, 5, 7]
+    assert observer.stats().droppedByReason["discarded"] == 3
+
+
+def test_eventsAreShallowCopiedWhenQueued() -> None:
+    observer, sink, _ = blocked()
+    shared = event(1, tags=["a"])
+    observer(shared)
+    shared["n"] = 99
+    shared["tags"].append("b")
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1]
+    assert sink.events[1]["tags"] == ["a", "b"], "values are shared, not copied"
+
+
+def test_shutdownWithEventsStillQueuedCountsAndReportsThem() -> None:
+    observer, sink, reporter = blocked()
+    for n in range(1, 6):
+        observer(event(n))
+    assert observer.flush(0.05) is False
+    stats = observer.stats()
+    assert stats.droppedByReason["shutdown"] == 5
+    assert "5 queued events could not be delivered within 0.05s" in reporter.notes[0]
+    sink.gate.set()
+    observer.stop(10)
+    assert observer.stats().balanced
+    assert observer.stats().delivered == 1
+
+
+def test_workerStartsAgainAfterItStopped() -> None:
+    sink = RecordingObserver()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter())
+    observer(event(0))
+    assert observer.stop(10)
+    observer(event(1))
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1]
+
+
+def test_raisingSinkDoesNotKillTheWorker() -> None:
+    sink = FlakyObserver([True, True])
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter())
+    for n in range(5):
+        observer(event(n))
+    assert observer.flush(10)
+    assert delivered(sink) == [2, 3, 4]
+    assert isinstance(observer.observer, SafeObserver)
+    assert observer.observer.stats().failed == 2
+
+
+def test_quarantinedSinkIsRetriedInTheBackground() -> None:
+    sink = FlakyObserver([True])
+    inner = SafeObserver(sink, failureThreshold=1, resetTimeout=0.05, reporter=RecordingReporter())
+    observer = NonBlockingObserver(inner, reporter=RecordingReporter())
+    observer(event(0))
+    observer(event(1))
+    deadline = time.monotonic() + 10
+    while delivered(sink) != [1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert delivered(sink) == [1], "replayed without another event arriving"
+
+
+def test_workerSurvivesAFork(tmp_path: Path) -> None:
+    """
+    twistd builds its observer, then daemonizes: the worker thread does not
+    survive the fork, and must start again in the child.
+    """
+    out = tmp_path / "child.log"
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from twisted.logger import textFileLogObserver
+        from twisted_safelog import NonBlockingObserver
+        f = open({str(out)!r}, "a")
+        observer = NonBlockingObserver(textFileLogObserver(f))
+        def ev(n):
+            return {{"log_format": "event {{n}}", "n": n, "log_time": 0.0,
+                     "log_namespace": "fork"}}
+        observer(ev(0))
+        observer.flush(5)
+        pid = os.fork()
+        if pid == 0:
+            observer(ev(1))
+            ok = observer.flush(5)
+            f.flush()
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "event 0" in out.read_text() and "event 1" in out.read_text()
+
+
+def test_flushedAtReactorShutdown(tmp_path: Path) -> None:
+    out = tmp_path / "flushed.log"
+    script = textwrap.dedent(
+        f"""
+        import time
+        from twisted.internet import reactor
+        from twisted.logger import textFileLogObserver
+        from twisted_safelog import NonBlockingObserver
+        f = open({str(out)!r}, "a")
+        sink = textFileLogObserver(f)
+        def slow(event):
+            time.sleep(0.005)
+            sink(event)
+        observer = NonBlockingObserver(slow)
+        def logSome():
+            for n in range(100):
+                observer({{"log_format": "event {{n}}", "n": n, "log_time": 0.0,
+                          "log_namespace": "shutdown"}})
+            reactor.stop()
+        reactor.callWhenRunning(logSome)
+        reactor.run()
+        f.flush()
+        print(observer.stats().delivered)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["100"]
+    assert out.read_text().count("event ") == 100
+
+
+class BrokenHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.calls += 1
+        try:
+            raise OSError(5, "Input/output error")
+        except OSError:
+            self.handleError(record)
+
+
+def test_echoFromTheWorkerDoesNotLoop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A failing stdlib handler behind a NonBlockingObserver, under stdio
+    redirection: the handler's traceback, written to sys.stderr from the
+    worker thread, is not queued again, and it tells the hardened bridge it
+    is failing, so the bridge is quarantined.
+    """
+    publisher = LogPublisher()
+    witness = RecordingObserver()
+    stdlibLogger = logging.getLogger("nonblocking.echo")
+    stdlibLogger.propagate = False
+    broken = BrokenHandler()
+    stdlibLogger.addHandler(broken)
+    bridge = SafeObserver(
+        STDLibLogObserver("nonblocking.echo"), failureThreshold=3, reporter=RecordingReporter()
+    )
+    observer = NonBlockingObserver(bridge, reporter=RecordingReporter())
+    publisher.addObserver(observer)
+    publisher.addObserver(witness)
+    monkeypatch.setattr(
+        sys, "stderr", LoggingFile(Logger(namespace="stderr", observer=publisher), LogLevel.error)
+    )
+    try:
+        log = Logger(namespace="app", observer=publisher)
+        for n in range(50):
+            log.warn("event {n}", n=n)
+        assert observer.flush(10)
+    finally:
+        monkeypatch.undo()
+        stdlibLogger.handlers[:] = []
+    assert broken.calls == 3
+    assert bridge.stats().failed == 3
+    assert bridge.stats().state == "open"
+    stats = observer.stats()
+    assert stats.droppedByReason["reentry"] > 0
+    assert stats.balanced
+    assert [e["n"] for e in witness.events if "n" in e] == list(range(50))
+
+
+def test_badSettingsAreClear() -> None:
+    with pytest.raises(ValueError, match="policy must be one of drop-newest, drop-oldest, block"):
+        NonBlockingObserver(RecordingObserver(), policy="random")
+    with pytest.raises(ValueError, match="maxQueue must be >= 1"):
+        NonBlockingObserver(RecordingObserver(), maxQueue=0)
+    with pytest.raises(ValueError, match="discardThreshold"):
+        NonBlockingObserver(RecordingObserver(), discardThreshold=2)
+
+
+def test_noThreadBeforeTheFirstEvent() -> None:
+    before = threading.active_count()
+    observer = NonBlockingObserver(RecordingObserver())
+    assert threading.active_count() == before
+    observer(event(0))
+    assert threading.active_count() == before + 1
+    observer.stop(10)
