@@ -107,13 +107,20 @@ def test_plainTwistdLoopsOnTheSameApp(tmp_path: Path) -> None:
             served += status == 200
             if status != 200:
                 time.sleep(0.1)
-        # twistd's own LogFile rotates at 1 MB: count every generation.
-        size = sum(p.stat().st_size for p in tmp_path.glob("twistd.log*"))
+        # twistd's own LogFile rotates at 1 MB: read every generation.
+        generations = sorted(tmp_path.glob("twistd.log*"))
+        size = sum(p.stat().st_size for p in generations)
+        errors = sum(
+            p.read_text(errors="replace").count("--- Logging error ---") for p in generations
+        )
     finally:
         process.kill()
         process.wait()
     assert served < 5
-    assert size > 1_000_000, "the log fills with the handler's tracebacks"
+    # The log fills with the handler's tracebacks (Twisted 22.10 recurses
+    # less per event than 26.10, so it grows more slowly: ~0.4 MB vs >1 MB).
+    assert errors >= 100, errors
+    assert size > 100_000
 
 
 def test_daemonModeWithLogfileAndPidfile(tmp_path: Path) -> None:
