@@ -346,3 +346,14 @@ def test_noThreadBeforeTheFirstEvent() -> None:
     observer(event(0))
     assert threading.active_count() == before + 1
     observer.stop(10)
+
+
+def test_afterShutdownEventsAreDeliveredSynchronously() -> None:
+    sink = RecordingObserver()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter())
+    observer(event(0))
+    assert observer.shutdown(10)
+    observer(event(1))
+    # No waiting: it was delivered on this thread before the call returned.
+    assert delivered(sink) == [0, 1]
+    assert observer.stats().balanced

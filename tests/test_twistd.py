@@ -324,3 +324,39 @@ def test_doctorReportsItGuardedUnderTheFactory(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[guarded by SafeObserver, SafeHandler" in result.stdout
     assert "0 unguarded." in result.stdout
+
+
+def test_nonBlockingSettingServesWithTheBrokenHandler(tmp_path: Path) -> None:
+    port = freePort()
+    log = tmp_path / "nb.log"
+    process = start(
+        [
+            "-n",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={log}",
+            "--pidfile=",
+            "-y",
+            INCIDENT_TAC,
+        ],
+        tmp_path,
+        appEnvironment(
+            tmp_path,
+            port,
+            TWISTED_SAFELOG_NONBLOCKING="true",
+            TWISTED_SAFELOG_BRIDGE="to-stdlib",
+        ),
+    )
+    try:
+        assert waitForPort(port, process=process), (tmp_path / "twistd-stderr.txt").read_text()
+        results = serveRequests(port, 50)
+    finally:
+        status = stop(process)
+    assert status in CLEAN_EXIT
+    assert [s for s, _ in results] == [200] * 50
+    text = log.read_text()
+    # Flushed at reactor shutdown, before the process re-raised SIGTERM.
+    assert text.count("served chart data") == 50
+    assert "Server Shut Down." in text
+    assert "quarantined after 5 consecutive failures" in text
+    threads = [line for line in text.splitlines() if "twisted-safelog worker" in line]
+    assert threads == [], "the worker thread logs nothing of its own"

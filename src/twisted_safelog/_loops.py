@@ -30,6 +30,7 @@ from twisted.logger import (
     globalLogPublisher,
 )
 
+from ._nonblocking import NonBlockingObserver
 from ._report import describe
 from ._safe import HardenedSink
 from ._stdlib import SafeHandler, StdlibObserver, TwistedHandler
@@ -87,6 +88,9 @@ def _unwrapObserver(
             observer = observer._target
         elif hasattr(observer, "filtered") and hasattr(observer, "sink"):
             observer = observer.filtered
+        elif isinstance(observer, NonBlockingObserver):
+            guards = (*guards, "NonBlockingObserver")
+            observer = observer.observer
         elif isinstance(observer, FilteringLogObserver):
             observer = observer._observer
         elif isinstance(observer, LegacyLogObserverWrapper):

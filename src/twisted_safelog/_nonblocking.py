@@ -67,7 +67,7 @@ if hasattr(os, "register_at_fork"):
 @atexit.register
 def _flushAllAtExit() -> None:
     for instance in list(_instances):
-        instance.flush(instance.flushTimeout)
+        instance.shutdown()
 
 
 @implementer(ILogObserver)
@@ -96,8 +96,12 @@ class NonBlockingObserver:
     At reactor shutdown (a system event trigger, registered when the worker
     starts if a reactor is running) and at interpreter exit, the queue is
     flushed for up to C{flushTimeout} seconds; what could not be delivered in
-    time is counted as dropped (C{"shutdown"}) and reported in one line.
+    time is counted as dropped (C{"shutdown"}) and reported in one line, and
+    later events are delivered synchronously (L{shutdown}).
     """
+
+    #: install() leaves it alone: what it wraps is hardened already.
+    isHardened = True
 
     def __init__(
         self,
@@ -142,6 +146,7 @@ class NonBlockingObserver:
         self._dropped = {reason: Counter() for reason in DropReason}
         self._setUpThreading()
         self._shutdownTriggerAdded = False
+        self._synchronous = False
         _instances.add(self)
 
     def _setUpThreading(self) -> None:
@@ -166,6 +171,12 @@ class NonBlockingObserver:
         self._received.increment()
         if currentThread() == self._workerIdent:
             self._echo(event)
+            return
+        if self._synchronous:
+            # After shutdown: no reactor to keep responsive, and the process
+            # may end without warning (twistd re-raises SIGTERM).
+            self.observer(event)
+            self._delivered.increment()
             return
         if not self._alive:
             self._start()
@@ -239,9 +250,7 @@ class NonBlockingObserver:
         from twisted.internet import reactor
 
         try:
-            reactor.addSystemEventTrigger(
-                "after", "shutdown", lambda: self.flush(self.flushTimeout)
-            )
+            reactor.addSystemEventTrigger("after", "shutdown", self.shutdown)
         except Exception:
             self._shutdownTriggerAdded = False
 
@@ -340,6 +349,17 @@ class NonBlockingObserver:
             except Exception:
                 pass
         return left == 0
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """
+        L{flush}, then deliver every later event synchronously, on the
+        caller's thread: called when the reactor has shut down and at exit,
+        so that the last lines (twistd's "Server Shut Down.") are written
+        before the process ends.
+        """
+        delivered = self.flush(timeout)
+        self._synchronous = True
+        return delivered
 
     def stop(self, timeout: float | None = None) -> bool:
         """

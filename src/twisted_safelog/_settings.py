@@ -99,6 +99,13 @@ SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
     "rotate_length": (_number(int, 0), 1_000_000, "rotate the log file at this size; 0: never"),
     "max_rotated_files": (_number(int, 0), 0, "rotated files to keep; 0: all"),
     "create_directory": (_boolean, False, "create the log file's directory if missing"),
+    "nonblocking": (_boolean, False, "deliver to the log file and stdlib from a worker thread"),
+    "queue_size": (_number(int, 1), 10_000, "non-blocking queue length"),
+    "overflow": (
+        _choice("drop-newest", "drop-oldest", "block"),
+        "drop-newest",
+        "what a full non-blocking queue does: drop-newest, drop-oldest, block",
+    ),
 }
 
 
@@ -119,6 +126,9 @@ class Settings:
     rotate_length: int = 1_000_000
     max_rotated_files: int = 0
     create_directory: bool = False
+    nonblocking: bool = False
+    queue_size: int = 10_000
+    overflow: str = "drop-newest"
 
     @property
     def logLevel(self) -> Any:

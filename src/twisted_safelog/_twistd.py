@@ -31,6 +31,7 @@ from zope.interface import implementer
 from ._errors import ConfigurationError
 from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
 from ._install import install
+from ._nonblocking import NonBlockingObserver
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
 from ._safe import SafeObserver
 from ._settings import Settings
@@ -209,17 +210,29 @@ def buildObserver(
     setDefaultReporter(reporter)
     sink.reporter = reporter
 
+    top: ILogObserver = sink
+    flushers: list[Callable[[], object]] = []
+    if settings.nonblocking:
+        nonBlocking = _nonBlocking(sink, settings, reporter)
+        flushers.append(nonBlocking.shutdown)
+        top = nonBlocking
     filtered = FilteringLogObserver(
-        sink, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
+        top, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
     )
     installation = install(globalLogPublisher, reporter=reporter, **safe)
-    _bridge(settings, reporter, safe)
+    flushers.extend(_bridge(settings, reporter, safe))
     if installSignalHandler:
-        _closeAtShutdown(installation.close, sink.close, reporter.flush)
+        _closeAtShutdown(*flushers, installation.close, sink.close, reporter.flush)
     return _TwistdObserver(filtered, sink)
 
 
-def _closeAtShutdown(*closers: Callable[[], None]) -> None:
+def _nonBlocking(sink: SafeObserver, settings: Settings, reporter: Reporter) -> NonBlockingObserver:
+    return NonBlockingObserver(
+        sink, maxQueue=settings.queue_size, policy=settings.overflow, reporter=reporter
+    )
+
+
+def _closeAtShutdown(*closers: Callable[[], object]) -> None:
     """
     After the reactor has shut down, account for what is still buffered:
     twistd ends itself by re-raising SIGTERM, which skips atexit handlers.
@@ -261,19 +274,31 @@ class _TwistdObserver:
         return self.sink.stats()
 
 
-def _bridge(settings: Settings, reporter: Reporter, safe: dict[str, Any]) -> None:
+def _bridge(
+    settings: Settings, reporter: Reporter, safe: dict[str, Any]
+) -> list[Callable[[], object]]:
+    """
+    Add the bridges the settings ask for; return what must be flushed at
+    shutdown.
+    """
     import logging
 
     from ._stdlib import StdlibObserver, TwistedHandler
 
+    flushers: list[Callable[[], object]] = []
     if settings.bridge in ("to-stdlib", "both"):
-        globalLogPublisher.addObserver(
-            SafeObserver(StdlibObserver(), name="stdlib bridge", reporter=reporter, **safe)
-        )
+        bridge = SafeObserver(StdlibObserver(), name="stdlib bridge", reporter=reporter, **safe)
+        if settings.nonblocking:
+            nonBlocking = _nonBlocking(bridge, settings, reporter)
+            flushers.append(nonBlocking.shutdown)
+            globalLogPublisher.addObserver(nonBlocking)
+        else:
+            globalLogPublisher.addObserver(bridge)
     if settings.bridge in ("from-stdlib", "both"):
         root = logging.getLogger()
         root.addHandler(TwistedHandler(globalLogPublisher))
         root.setLevel(min(root.level or logging.WARNING, _stdlibLevel(settings.level)))
+    return flushers
 
 
 def _stdlibLevel(level: str) -> int:

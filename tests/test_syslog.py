@@ -1,0 +1,141 @@
+"""
+A real rsyslog daemon, stopped and restarted while the application keeps
+logging through SafeHandler(SysLogHandler) behind a NonBlockingObserver:
+every event arrives or is counted, nothing is lost with replay buffering,
+and the reactor does not stall.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .helpers import requireTool
+from .twistdprocess import stopPid
+
+HERE = Path(__file__).parent
+
+
+def startRsyslog(directory: Path) -> subprocess.Popen[bytes]:
+    rsyslogd = requireTool("rsyslogd")
+    conf = directory / "rsyslog.conf"
+    if not conf.exists():
+        conf.write_text(
+            f'global(workDirectory="{directory}")\n'
+            'module(load="imuxsock" SysSock.Use="off")\n'
+            f'input(type="imuxsock" Socket="{directory}/log.sock" CreatePath="on" '
+            'RateLimit.Interval="0")\n'
+            'template(name="raw" type="string" string="%msg%\\n")\n'
+            f'*.* action(type="omfile" file="{directory}/received.log" template="raw")\n'
+        )
+    process = subprocess.Popen(
+        [rsyslogd, "-n", "-f", str(conf), "-i", str(directory / "rsyslogd.pid")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(directory / "rsyslogd.err", "ab"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 15
+    while not (directory / "log.sock").exists():
+        assert process.poll() is None, (directory / "rsyslogd.err").read_text()
+        assert time.monotonic() < deadline, "rsyslogd did not create its socket"
+        time.sleep(0.02)
+    return process
+
+
+def stopRsyslog(process: subprocess.Popen[bytes]) -> None:
+    assert stopPid(process.pid)
+    process.wait(15)
+
+
+def runOutage(tmp_path: Path, *extra: str) -> tuple[dict, list[int]]:  # type: ignore[type-arg]
+    """
+    Start rsyslog and the application; stop rsyslog 1.5 s in, start it again
+    2 s later; return the application's results and the event numbers that
+    rsyslog wrote.
+    """
+    rsyslog = startRsyslog(tmp_path)
+    results = tmp_path / "results.json"
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "syslog_app.py"),
+            str(tmp_path / "log.sock"),
+            str(results),
+            "--duration",
+            "6",
+            "--rate",
+            "500",
+            *extra,
+        ],
+        stderr=open(tmp_path / "app.err", "wb"),  # noqa: SIM115
+    )
+    try:
+        time.sleep(1.5)
+        stopRsyslog(rsyslog)
+        outageStarted = time.monotonic()
+        time.sleep(2.0)
+        rsyslog = startRsyslog(tmp_path)
+        outage = time.monotonic() - outageStarted
+        assert app.wait(60) == 0, (tmp_path / "app.err").read_text()
+        time.sleep(0.5)
+    finally:
+        if app.poll() is None:
+            app.kill()
+        stopRsyslog(rsyslog)
+    data = json.loads(results.read_text())
+    data["outage"] = outage
+    text = (tmp_path / "received.log").read_text()
+    return data, [int(n) for n in re.findall(r"event (\d+)", text)]
+
+
+def counts(data: dict) -> int:  # type: ignore[type-arg]
+    handler, nonBlocking, bridge = data["handler"], data["nonBlocking"], data["bridge"]
+    for stats in (handler, nonBlocking, bridge):
+        assert stats["received"] == (
+            stats["delivered"] + stats["failed"] + stats["dropped"] + stats["buffered"]
+        )
+    return int(handler["failed"] + handler["dropped"] + nonBlocking["dropped"] + bridge["dropped"])
+
+
+def test_rsyslogOutageLosesNothingAndDoesNotStallTheReactor(tmp_path: Path) -> None:
+    data, received = runOutage(tmp_path)
+    unique = set(received)
+    sent = data["sent"]
+    counted = counts(data)
+    handler = data["handler"]
+    print(
+        f"rsyslog outage {data['outage']:.1f}s: sent={sent} received={len(unique)} "
+        f"duplicates={len(received) - len(unique)} counted-lost={counted} "
+        f"handler={handler} worst reactor lag={data['worstLagSeconds'] * 1000:.1f} ms "
+        f"p99={data['p99LagSeconds'] * 1000:.1f} ms"
+    )
+    assert sent >= 2500
+    # The outage really happened: the handler failed and was quarantined.
+    assert any("quarantined" in line for line in data["reports"]), data["reports"]
+    # Every event arrived or was counted; with replay buffering nothing is lost.
+    assert unique <= set(range(sent))
+    assert len(unique) + counted == sent
+    assert counted == 0
+    assert len(unique) == sent
+    # The reactor kept its pace during the outage.
+    assert data["worstLagSeconds"] < 0.050
+
+
+def test_rsyslogOutageWithoutReplayCountsEveryLoss(tmp_path: Path) -> None:
+    data, received = runOutage(tmp_path, "--no-replay")
+    unique = set(received)
+    counted = counts(data)
+    handler = data["handler"]
+    print(
+        f"rsyslog outage {data['outage']:.1f}s without replay: sent={data['sent']} "
+        f"received={len(unique)} failed={handler['failed']} "
+        f"dropped={handler['droppedByReason']}"
+    )
+    assert counted > 0, "events were lost during the outage"
+    assert handler["droppedByReason"]["quarantine"] > 0
+    assert len(unique) + counted == data["sent"]
+    assert data["worstLagSeconds"] < 0.050
