@@ -5,6 +5,7 @@ L{twisted_safelog.testing}).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -65,6 +66,40 @@ class RecordingReporter:
 
     def flush(self) -> None:
         pass
+
+
+class ListHandler(logging.Handler):
+    """
+    A stdlib handler that keeps its records.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class BrokenHandler(logging.Handler):
+    """
+    Fails the way stdlib handlers do: catches its own error and calls
+    handleError (which prints a traceback to sys.stderr).
+    """
+
+    def __init__(self, error: Callable[[], OSError] | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.error = error or (
+            lambda: FileNotFoundError(2, "No such file or directory", "/var/log/app/app.log.1")
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.calls += 1
+        try:
+            raise self.error()
+        except OSError:
+            self.handleError(record)
 
 
 def event(n: int = 0, **extra: object) -> LogEvent:

@@ -14,7 +14,7 @@ from twisted.logger import Logger, LogPublisher
 from twisted_safelog import SafeHandler, SafeObserver, install, installed, uninstall
 from twisted_safelog.testing import RaisingObserver, RecordingObserver
 
-from .helpers import RecordingReporter
+from .helpers import ListHandler, RecordingReporter
 
 
 @pytest.fixture
@@ -91,15 +91,6 @@ def test_uninstallRestoresThePublisherExactly(publisher: LogPublisher) -> None:
     assert "removeObserver" not in publisher.__dict__
     assert installed(publisher) is None
     uninstall(publisher)  # harmless
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def test_stdlibHandlersNowAndLaterAreHardenedAndRestored(publisher: LogPublisher) -> None:

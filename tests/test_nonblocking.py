@@ -27,7 +27,7 @@ from zope.interface.verify import verifyObject
 from twisted_safelog import NonBlockingObserver, SafeObserver
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
-from .helpers import RecordingReporter, event
+from .helpers import BrokenHandler, RecordingReporter, event
 
 
 @implementer(ILogObserver)
@@ -278,19 +278,6 @@ def test_flushedAtReactorShutdown(tmp_path: Path) -> None:
     assert out.read_text().count("event ") == 100
 
 
-class BrokenHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.calls += 1
-        try:
-            raise OSError(5, "Input/output error")
-        except OSError:
-            self.handleError(record)
-
-
 def test_echoFromTheWorkerDoesNotLoop(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     A failing stdlib handler behind a NonBlockingObserver, under stdio
@@ -302,7 +289,7 @@ def test_echoFromTheWorkerDoesNotLoop(monkeypatch: pytest.MonkeyPatch) -> None:
     witness = RecordingObserver()
     stdlibLogger = logging.getLogger("nonblocking.echo")
     stdlibLogger.propagate = False
-    broken = BrokenHandler()
+    broken = BrokenHandler(lambda: OSError(5, "Input/output error"))
     stdlibLogger.addHandler(broken)
     bridge = SafeObserver(
         STDLibLogObserver("nonblocking.echo"), failureThreshold=3, reporter=RecordingReporter()

@@ -35,34 +35,7 @@ from twisted_safelog import (
 )
 from twisted_safelog.testing import RecordingObserver
 
-from .helpers import RecordingReporter, event
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-class BrokenHandler(logging.Handler):
-    """
-    Fails the way stdlib handlers do: catches its error and calls
-    handleError.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.calls += 1
-        try:
-            raise FileNotFoundError(2, "No such file or directory", "/var/log/app/app.log.1")
-        except Exception:
-            self.handleError(record)
+from .helpers import BrokenHandler, ListHandler, RecordingReporter, event
 
 
 @pytest.fixture(autouse=True)
