@@ -17,6 +17,7 @@ from ._file import (
     formatTextLine,
     safeFileLogObserver,
 )
+from ._handlers import SafeHandler, hardenHandlers, safeHandlerFor, unhardenHandlers
 from ._install import Installation, install, installed, uninstall
 from ._loops import FeedbackLoop, findFeedbackLoops
 from ._nonblocking import NonBlockingObserver, OverflowPolicy
@@ -31,15 +32,7 @@ from ._report import (
 )
 from ._safe import DEFAULT_BUFFER_SIZE, HardenedSink, SafeObserver
 from ._stats import DropReason, SinkStats
-from ._stdlib import (
-    ORIGIN_KEY,
-    SafeHandler,
-    StdlibObserver,
-    TwistedHandler,
-    hardenHandlers,
-    safeHandlerFor,
-    unhardenHandlers,
-)
+from ._stdlib import ORIGIN_KEY, StdlibObserver, TwistedHandler
 from ._twistd import observer
 
 __version__ = "0.1.0"
@@ -83,9 +76,10 @@ __all__ = [
     "SafeObserver",
     # _stdlib
     "ORIGIN_KEY",
-    "SafeHandler",
     "StdlibObserver",
     "TwistedHandler",
+    # _handlers
+    "SafeHandler",
     "hardenHandlers",
     "safeHandlerFor",
     "unhardenHandlers",

@@ -18,8 +18,14 @@ from typing import Any
 
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
+from ._handlers import (
+    SafeHandler,
+    _needsHardening,
+    hardenHandlers,
+    safeHandlerFor,
+    unhardenHandler,
+)
 from ._safe import HardenedSink, SafeObserver
-from ._stdlib import SafeHandler, _needsHardening, hardenHandlers, safeHandlerFor, unhardenHandler
 
 __all__ = ["Installation", "install", "installed", "uninstall"]
 

@@ -30,10 +30,11 @@ from twisted.logger import (
     globalLogPublisher,
 )
 
+from ._handlers import SafeHandler
 from ._nonblocking import NonBlockingObserver
 from ._report import describe
 from ._safe import HardenedSink
-from ._stdlib import SafeHandler, StdlibObserver, TwistedHandler
+from ._stdlib import StdlibObserver, TwistedHandler
 
 __all__ = ["FeedbackLoop", "findFeedbackLoops"]
 
