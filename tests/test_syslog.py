@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 from .helpers import requireTool
-from .twistdprocess import stopPid
-
-HERE = Path(__file__).parent
+from .twistdprocess import EXAMPLES, stopPid
 
 
 def startRsyslog(directory: Path) -> subprocess.Popen[bytes]:
@@ -62,7 +60,7 @@ def runOutage(tmp_path: Path, *extra: str) -> tuple[dict, list[int]]:  # type: i
     app = subprocess.Popen(
         [
             sys.executable,
-            str(HERE / "syslog_app.py"),
+            str(EXAMPLES / "syslog_app.py"),
             str(tmp_path / "log.sock"),
             str(results),
             "--duration",

@@ -1,10 +1,15 @@
 """
-The application side of the rsyslog outage test (run as a child process by
-test_syslog.py): a reactor that logs at a steady rate through
-NonBlockingObserver -> SafeObserver(StdlibObserver) -> SafeHandler(SysLogHandler)
-to a unix socket, while a LoopingCall measures how late the reactor runs.
+Logging to syslog without ever making the reactor wait, and without losing
+events when the syslog daemon goes away for a while.
 
-    python tests/syslog_app.py SOCKET RESULTS.json [--duration S] [--rate N]
+A reactor logs at a steady rate through
+NonBlockingObserver -> SafeObserver(StdlibObserver) -> SafeHandler(SysLogHandler,
+retryFailed=True) to a unix socket, while a LoopingCall measures how late the
+reactor runs; at the end it writes the counts and the worst lag as JSON.
+tests/test_syslog.py runs it against a real rsyslog daemon that it stops and
+restarts in the middle.
+
+    python examples/syslog_app.py SOCKET RESULTS.json [--duration S] [--rate N] [--no-replay]
 """
 
 from __future__ import annotations
