@@ -44,3 +44,12 @@ def test_looksLikeErrorOutput() -> None:
             raise RuntimeError("odd mapping")
 
     assert not looksLikeErrorOutput(Weird())
+
+
+def test_enterOnceRefusesAReentry() -> None:
+    guard = ReentryGuard()
+    tid = guard.enterOnce()
+    assert tid is not None
+    assert guard.enterOnce() is None
+    guard.exit(tid)
+    assert guard.enterOnce() == tid

@@ -343,3 +343,43 @@ def test_safeObserverAroundPlainStdlibBridgeQuarantinesABrokenHandler(
     assert [e["n"] for e in witness.events if "n" in e] == list(range(50))
     headers = [e for e in witness.events if e.get("log_io") == "--- Logging error ---"]
     assert len(headers) == 3, "one traceback per failure before quarantine, none after"
+
+
+def test_bridgesStopTheirOwnReentry() -> None:
+    """
+    A plain STDLibLogObserver (no marks) next to TwistedHandler would
+    ping-pong; TwistedHandler's own guard stops the second turn.
+    """
+    publisher = LogPublisher()
+    publisher.addObserver(STDLibLogObserver("bridge.reentry"))
+    logger = logging.getLogger("bridge.reentry")
+    logger.propagate = False
+    handler = TwistedHandler(publisher)
+    logger.addHandler(handler)
+    witness = RecordingObserver()
+    publisher.addObserver(witness)
+    try:
+        logger.warning("once")
+    finally:
+        logger.handlers[:] = []
+    assert handler.reentered.value == 1
+    assert len(witness.events) == 1
+
+
+def test_stdlibObserverStopsItsOwnReentry() -> None:
+    publisher = LogPublisher()
+    observer = StdlibObserver("observer.reentry")
+    publisher.addObserver(observer)
+
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            Logger(namespace="echo", observer=publisher).info("echo")
+
+    logger = logging.getLogger("observer.reentry")
+    logger.propagate = False
+    logger.addHandler(Echo())
+    try:
+        Logger(namespace="app", observer=publisher).info("once")
+    finally:
+        logger.handlers[:] = []
+    assert observer.reentered.value == 1

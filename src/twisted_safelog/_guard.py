@@ -56,6 +56,17 @@ class ReentryGuard:
         self.active.add(tid)
         return tid
 
+    def enterOnce(self) -> int | None:
+        """
+        Mark the calling thread as delivering and return its identity, or
+        return L{None} if it already is (the call is a reentry).
+        """
+        tid = currentThread()
+        if tid in self.active:
+            return None
+        self.active.add(tid)
+        return tid
+
     def exit(self, tid: int) -> bool:
         """
         The delivery on thread C{tid} is over. Returns whether the sink wrote

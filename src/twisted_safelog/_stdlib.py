@@ -21,7 +21,7 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._guard import ReentryGuard, currentThread
+from ._guard import ReentryGuard
 from ._report import describe
 from ._stats import Counter
 
@@ -135,16 +135,14 @@ class StdlibObserver:
     def __call__(self, event: LogEvent) -> None:
         if event.get(ORIGIN_KEY) == "stdlib":
             return
-        guard = self._guard
-        tid = currentThread()
-        if tid in guard.active:
+        tid = self._guard.enterOnce()
+        if tid is None:
             self.reentered.increment()
             return
-        guard.active.add(tid)
         try:
             self._forward(event)
         finally:
-            guard.active.discard(tid)
+            self._guard.exit(tid)
 
     def _forward(self, event: LogEvent) -> None:
         name = self.loggerName or event.get("log_namespace") or self.defaultName
@@ -207,18 +205,16 @@ class TwistedHandler(logging.Handler):
         return bool(rv)
 
     def emit(self, record: logging.LogRecord) -> None:
-        guard = self._guard
-        tid = currentThread()
-        if tid in guard.active:
+        tid = self._guard.enterOnce()
+        if tid is None:
             self.reentered.increment()
             return
-        guard.active.add(tid)
         try:
             self.publisher(self.eventFromRecord(record))
         except Exception:
             self.handleError(record)
         finally:
-            guard.active.discard(tid)
+            self._guard.exit(tid)
 
     def eventFromRecord(self, record: logging.LogRecord) -> LogEvent:
         """
