@@ -10,7 +10,10 @@ every log call fails and the handler's traceback goes to sys.stderr, which
 under twistd is the log again.
 
 Environment: CHARTAPP_PORT (default 8080), CHARTAPP_LOG_DIR (default the
-current directory), CHARTAPP_BREAK_LOGGING (0 or 1).
+current directory), CHARTAPP_BREAK_LOGGING (0 or 1), CHARTAPP_LATE_LOGGING
+(0 or 1: set up the framework's logging only once the reactor runs, after
+twistd has begun logging, as frameworks that configure logging in
+startService do).
 """
 
 from __future__ import annotations
@@ -78,9 +81,13 @@ def makeSite() -> server.Site:
 
 
 def makeService() -> service.IService:
-    setUpFrameworkLogging(
-        os.environ.get("CHARTAPP_LOG_DIR", "."),
-        broken=os.environ.get("CHARTAPP_BREAK_LOGGING", "0") == "1",
-    )
+    logDir = os.environ.get("CHARTAPP_LOG_DIR", ".")
+    broken = os.environ.get("CHARTAPP_BREAK_LOGGING", "0") == "1"
+    if os.environ.get("CHARTAPP_LATE_LOGGING", "0") == "1":
+        from twisted.internet import reactor
+
+        reactor.callWhenRunning(setUpFrameworkLogging, logDir, broken)  # type: ignore[attr-defined]
+    else:
+        setUpFrameworkLogging(logDir, broken)
     port = os.environ.get("CHARTAPP_PORT", "8080")
     return strports.service(f"tcp:{port}:interface=127.0.0.1", makeSite())

@@ -340,3 +340,24 @@ def test_nonBlockingSettingServesWithTheBrokenHandler(tmp_path: Path) -> None:
     assert "quarantined after 5 consecutive failures" in text
     threads = [line for line in text.splitlines() if "twisted-safelog worker" in line]
     assert threads == [], "the worker thread logs nothing of its own"
+
+
+def test_observersAndHandlersAddedAfterStartUpAreHardenedToo(tmp_path: Path) -> None:
+    """
+    The incident's framework added its stdlib bridge and handler itself;
+    here it does so once the reactor runs, after the factory hardened the
+    process.
+    """
+    log = tmp_path / "late.log"
+    status, results = serveUnderTwistd(
+        tmp_path,
+        [*FACTORY, f"--logfile={log}", "-y", INCIDENT_TAC],
+        appEnvironment(tmp_path, freePort(), CHARTAPP_LATE_LOGGING="1"),
+        60,
+    )
+    assert status in CLEAN_EXIT
+    assert [s for s, _ in results] == [200] * 60
+    text = log.read_text()
+    assert text.count("served chart data") == 60
+    assert "quarantined after 5 consecutive failures" in text
+    assert "--- Logging error ---" not in text
