@@ -100,7 +100,10 @@ def test_hardenedTwistdKeepsServingWithTheIncidentsBrokenHandler(tmp_path: Path)
     # What the quarantined handler still held at shutdown is counted and said.
     assert "events (shutdown)" in text
     # In the foreground the operator sees the reports on the terminal too.
-    assert "quarantined after" in (tmp_path / "twistd-stderr.txt").read_text()
+    stderr = (tmp_path / "twistd-stderr.txt").read_text()
+    assert "quarantined after" in stderr
+    # An ILogObserver: twistd neither wrapped it nor warned.
+    assert "DeprecationWarning" not in stderr + text
 
 
 def test_plainTwistdLoopsOnTheSameApp(tmp_path: Path) -> None:
@@ -361,3 +364,51 @@ def test_observersAndHandlersAddedAfterStartUpAreHardenedToo(tmp_path: Path) -> 
     assert text.count("served chart data") == 60
     assert "quarantined after 5 consecutive failures" in text
     assert "--- Logging error ---" not in text
+
+
+def test_observerIsACallableAttributeTwistdCanResolve() -> None:
+    """
+    twistd resolves --logger with namedAny; a submodule named observer.py
+    would shadow the factory.
+    """
+    from twisted.python.reflect import namedAny
+
+    import twisted_safelog
+
+    assert namedAny("twisted_safelog.observer") is twisted_safelog.observer
+    assert not (Path(twisted_safelog.__file__).parent / "observer.py").exists()
+
+
+def test_factoryReturnsAnILogObserverSoTwistdDoesNotWrapIt(tmp_path: Path) -> None:
+    script = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('error')\n"
+        "sys.argv = ['twistd', '-n']\n"
+        "from twisted.logger import ILogObserver\n"
+        "from zope.interface.verify import verifyObject\n"
+        "import twisted_safelog\n"
+        "print(verifyObject(ILogObserver, twisted_safelog.observer()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "True", result.stderr
+
+
+def test_doctorLoadsAModule(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "twisted_safelog", "doctor", "--module", "chartapp"],
+        cwd=EXAMPLES,
+        env=appEnvironment(tmp_path, freePort()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "chartapp under twistd" in result.stdout
+    assert "[UNGUARDED]" in result.stdout
