@@ -30,7 +30,7 @@ from ._breaker import BreakerState, IClock, MonotonicClock
 from ._guard import currentThread
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
-from ._stats import Counter, DropReason, SinkStats
+from ._stats import Counter, DropReason, Drops, SinkStats
 
 __all__ = ["NonBlockingObserver", "OverflowPolicy"]
 
@@ -143,7 +143,7 @@ class NonBlockingObserver:
         self._received = Counter()
         self._delivered = Counter()
         self._failed = Counter()
-        self._dropped = {reason: Counter() for reason in DropReason}
+        self._drops = Drops()
         self._setUpThreading()
         self._shutdownTriggerAdded = False
         self._synchronous = False
@@ -220,9 +220,7 @@ class NonBlockingObserver:
             self.observer(event)
 
     def _drop(self, reason: DropReason, count: int) -> None:
-        counter = self._dropped[reason]
-        for _ in range(count):
-            counter.increment()
+        self._drops.add(reason, count)
         try:
             self.reporter.dropped(self.name, reason.value, count)
         except Exception:
@@ -381,14 +379,12 @@ class NonBlockingObserver:
         This observer's own counters (the queue); the wrapped sink has its
         own L{SinkStats} in C{observer.stats()}.
         """
-        byReason = {reason.value: counter.value for reason, counter in self._dropped.items()}
-        return SinkStats(
-            name=self.name,
-            state=self.observer.breaker.state,
-            received=self._received.value,
-            delivered=self._delivered.value,
-            failed=self._failed.value,
-            dropped=sum(byReason.values()),
-            droppedByReason=byReason,
-            buffered=len(self._queue) + self._inFlight,
+        return SinkStats.fromCounters(
+            self.name,
+            self.observer.breaker.state,
+            self._received,
+            self._delivered,
+            self._failed,
+            self._drops,
+            len(self._queue) + self._inFlight,
         )

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from ._breaker import BreakerState, CircuitBreaker, IClock
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._report import IReporter, defaultReporter, describe
-from ._stats import Counter, DropReason, SinkStats
+from ._stats import Counter, DropReason, Drops, SinkStats
 
 __all__ = ["DEFAULT_BUFFER_SIZE", "HardenedSink", "SafeObserver"]
 
@@ -131,7 +131,7 @@ class HardenedSink(Generic[T]):
         self._received = Counter()
         self._delivered = Counter()
         self._failed = Counter()
-        self._dropped = {reason: Counter() for reason in DropReason}
+        self._drops = Drops()
         self._countReceived = self._received.increment
         self._countDelivered = self._delivered.increment
 
@@ -210,7 +210,7 @@ class HardenedSink(Generic[T]):
             self.breaker.failure()
 
     def _reentered(self, event: T) -> None:
-        self._dropped[DropReason.reentry].increment()
+        self._drops.add(DropReason.reentry)
         if looksLikeErrorOutput(event):  # type: ignore[arg-type]
             self._guard.sawErrorOutput()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
@@ -297,9 +297,7 @@ class HardenedSink(Generic[T]):
                 self._draining = False
 
     def _drop(self, reason: DropReason, count: int) -> None:
-        counter = self._dropped[reason]
-        for _ in range(count):
-            counter.increment()
+        self._drops.add(reason, count)
         self._report(self.reporter.dropped, self.name, reason.value, count)
 
     def _report(self, method: Callable[..., None], *args: Any) -> None:
@@ -338,16 +336,14 @@ class HardenedSink(Generic[T]):
         """
         An immutable snapshot of this observer's counters and state.
         """
-        byReason = {reason.value: counter.value for reason, counter in self._dropped.items()}
-        return SinkStats(
-            name=self.name,
-            state=self.breaker.state,
-            received=self._received.value,
-            delivered=self._delivered.value,
-            failed=self._failed.value,
-            dropped=sum(byReason.values()),
-            droppedByReason=byReason,
-            buffered=len(self._buffer),
+        return SinkStats.fromCounters(
+            self.name,
+            self.breaker.state,
+            self._received,
+            self._delivered,
+            self._failed,
+            self._drops,
+            len(self._buffer),
         )
 
     def close(self) -> None:

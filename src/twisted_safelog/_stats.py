@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-__all__ = ["Counter", "DropReason", "SinkStats"]
+__all__ = ["Counter", "DropReason", "Drops", "SinkStats"]
 
 
 class DropReason(StrEnum):
@@ -62,6 +62,28 @@ class Counter:
         return f"Counter({self.value})"
 
 
+class Drops:
+    """
+    Exact drop counts: one lock-free L{Counter} per L{DropReason}.
+    """
+
+    __slots__ = ("_counters",)
+
+    def __init__(self) -> None:
+        self._counters = {reason: Counter() for reason in DropReason}
+
+    def __repr__(self) -> str:
+        return f"Drops({self.byReason()!r})"
+
+    def add(self, reason: DropReason, count: int = 1) -> None:
+        increment = self._counters[reason].increment
+        for _ in range(count):
+            increment()
+
+    def byReason(self) -> dict[str, int]:
+        return {reason.value: counter.value for reason, counter in self._counters.items()}
+
+
 def _frozenMapping(value: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(value))
 
@@ -84,6 +106,33 @@ class SinkStats:
     dropped: int
     droppedByReason: Mapping[str, int] = field(converter=_frozenMapping)
     buffered: int
+
+    @classmethod
+    def fromCounters(
+        cls,
+        name: str,
+        state: str,
+        received: Counter,
+        delivered: Counter,
+        failed: Counter,
+        drops: Drops,
+        buffered: int,
+    ) -> SinkStats:
+        """
+        A snapshot of a sink's live counters; C{dropped} is the sum of the
+        drops by reason.
+        """
+        byReason = drops.byReason()
+        return cls(
+            name=name,
+            state=state,
+            received=received.value,
+            delivered=delivered.value,
+            failed=failed.value,
+            dropped=sum(byReason.values()),
+            droppedByReason=byReason,
+            buffered=buffered,
+        )
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
