@@ -21,6 +21,7 @@ from ._stdlib import TwistedHandler
 __all__ = [
     "SafeHandler",
     "hardenHandlers",
+    "loggerTree",
     "safeHandlerFor",
     "unhardenHandler",
     "unhardenHandlers",
@@ -165,7 +166,7 @@ class SafeHandler(logging.Handler):
         super().close()
 
 
-def _loggers(top: logging.Logger | None) -> list[logging.Logger]:
+def loggerTree(top: logging.Logger | None = None) -> list[logging.Logger]:
     """
     C{top} and every logger below it; the whole tree when C{top} is L{None}
     or the root logger.
@@ -225,7 +226,7 @@ def hardenHandlers(
     """
     hardened: list[SafeHandler] = []
     with _hardenLock:
-        for each in _loggers(logger):
+        for each in loggerTree(logger):
             for index, handler in enumerate(list(each.handlers)):
                 if _needsHardening(handler):
                     safe = safeHandlerFor(handler, **safeHandlerArguments)
@@ -255,7 +256,7 @@ def unhardenHandlers(logger: logging.Logger | None = None) -> None:
     C{handleError} restored), without closing them.
     """
     with _hardenLock:
-        for each in _loggers(logger):
+        for each in loggerTree(logger):
             for index, handler in enumerate(list(each.handlers)):
                 if isinstance(handler, SafeHandler):
                     each.handlers[index] = unhardenHandler(handler)

@@ -22,6 +22,7 @@ from ._handlers import (
     SafeHandler,
     _needsHardening,
     hardenHandlers,
+    loggerTree,
     safeHandlerFor,
     unhardenHandler,
 )
@@ -154,12 +155,7 @@ def _unpatchStdlib() -> None:
     logging.Logger.addHandler = _originalAddHandler  # type: ignore[method-assign]
     logging.Logger.removeHandler = _originalRemoveHandler  # type: ignore[method-assign]
     mine = {id(safe) for safe in _hardenedHandlers}
-    loggers = [logging.getLogger()] + [
-        each
-        for each in list(logging.Logger.manager.loggerDict.values())
-        if isinstance(each, logging.Logger)
-    ]
-    for each in loggers:
+    for each in loggerTree():
         for index, handler in enumerate(list(each.handlers)):
             if id(handler) in mine:
                 each.handlers[index] = handler.handler  # type: ignore[attr-defined]

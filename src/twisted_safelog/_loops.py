@@ -30,7 +30,7 @@ from twisted.logger import (
     globalLogPublisher,
 )
 
-from ._handlers import SafeHandler
+from ._handlers import SafeHandler, loggerTree
 from ._nonblocking import NonBlockingObserver
 from ._report import describe
 from ._safe import HardenedSink
@@ -179,11 +179,8 @@ def _namedLoggers(observer: StdlibObserver) -> list[logging.Logger]:
     if observer.loggerName:
         return [logging.getLogger(observer.loggerName)]
     # Events of any namespace: every logger that has handlers, and the root.
-    loggers = [logging.getLogger()]
-    for logger in list(logging.Logger.manager.loggerDict.values()):
-        if isinstance(logger, logging.Logger) and logger.handlers:
-            loggers.append(logger)
-    return loggers
+    root, *rest = loggerTree()
+    return [root, *(logger for logger in rest if logger.handlers)]
 
 
 def _handlerLoops(
