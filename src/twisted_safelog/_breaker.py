@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Protocol
+
+from ._compat import StringEnum
 
 __all__ = ["BreakerState", "CircuitBreaker", "IClock", "MonotonicClock"]
 
@@ -43,7 +44,7 @@ class MonotonicClock:
         return "MonotonicClock()"
 
 
-class BreakerState(StrEnum):
+class BreakerState(StringEnum):
     """
     The states of a L{CircuitBreaker}. Each compares equal to its string
     value, so C{stats().state == "open"} reads naturally.

@@ -20,13 +20,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from twisted.logger import ILogObserver, LogEvent, LogLevel
 from zope.interface import implementer
 
 from ._breaker import BreakerState, IClock, MonotonicClock
+from ._compat import StringEnum
 from ._guard import currentThread
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
@@ -35,7 +35,7 @@ from ._stats import Counter, DropReason, Drops, SinkStats
 __all__ = ["NonBlockingObserver", "OverflowPolicy"]
 
 
-class OverflowPolicy(StrEnum):
+class OverflowPolicy(StringEnum):
     """
     What a L{NonBlockingObserver} does with an event when its queue is full.
     """

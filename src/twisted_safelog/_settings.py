@@ -10,13 +10,13 @@ it accepts.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from attrs import evolve, frozen
 from twisted.logger import LogLevel
 
+from ._compat import tomllib
 from ._errors import ConfigurationError
 
 __all__ = ["ENV_PREFIX", "SETTINGS", "Settings"]

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
 from attrs import field, frozen
 
+from ._compat import StringEnum
+
 __all__ = ["Counter", "DropReason", "Drops", "SinkStats"]
 
 
-class DropReason(StrEnum):
+class DropReason(StringEnum):
     """
     Why an event did not reach a sink. Every drop has one.
     """
@@ -40,8 +41,8 @@ class Counter:
 
     C{itertools.count.__next__} is a single C call that does not release the
     GIL, so concurrent increments are never lost, and incrementing costs one
-    call. (CPython 3.11 is what the package supports; a free-threaded build
-    would need another primitive.)
+    call. (CPython 3.10 to 3.13 with the GIL is what the package supports; a
+    free-threaded build would need another primitive.)
     """
 
     __slots__ = ("_count", "increment")
