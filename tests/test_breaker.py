@@ -9,7 +9,7 @@ import threading
 import pytest
 from twisted.internet.task import Clock
 
-from twisted_safelog import BreakerState, CircuitBreaker
+from twisted_safelog import BreakerState, CircuitBreaker, ConfigurationError
 
 
 def makeBreaker(**kw: float) -> tuple[CircuitBreaker, Clock]:
@@ -146,10 +146,18 @@ def test_stateComparesEqualToItsName() -> None:
         {"resetTimeout": 0},
         {"resetTimeout": 10, "maxResetTimeout": 5},
         {"backoffFactor": 0.5},
+        {"resetTimeout": float("inf")},
+        {"resetTimeout": float("nan")},
+        {"failureThreshold": 2.5},
     ],
 )
 def test_badSettingsFailWithAClearMessage(kw: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must be"):
+    """
+    Each bad value is a ConfigurationError naming the setting (the last
+    one given) and what to use.
+    """
+    name = list(kw)[-1]
+    with pytest.raises(ConfigurationError, match=rf"^{name}=.* is not valid; use "):
         CircuitBreaker(**kw)  # type: ignore[arg-type]
 
 

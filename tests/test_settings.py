@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from twisted_safelog import ConfigurationError
+from twisted_safelog import ConfigurationError, Policy
 from twisted_safelog._settings import SETTINGS, Settings
 from twisted_safelog._twistd import twistdOptions
 
@@ -16,12 +16,21 @@ from twisted_safelog._twistd import twistdOptions
 def test_defaults() -> None:
     settings = Settings.load({})
     assert settings == Settings()
-    assert settings.safeArguments() == {
-        "failureThreshold": 5,
-        "resetTimeout": 1.0,
-        "maxResetTimeout": 60.0,
-        "bufferSize": 1000,
-    }
+    assert settings.policy() == Policy()
+
+
+def test_settingsBecomeThePolicy() -> None:
+    settings = Settings.load(
+        {
+            "TWISTED_SAFELOG_FAILURE_THRESHOLD": "3",
+            "TWISTED_SAFELOG_RESET_TIMEOUT": "2.5",
+            "TWISTED_SAFELOG_MAX_RESET_TIMEOUT": "30",
+            "TWISTED_SAFELOG_BUFFER_SIZE": "7",
+        }
+    )
+    assert settings.policy() == Policy(
+        failureThreshold=3, resetTimeout=2.5, maxResetTimeout=30.0, bufferSize=7
+    )
 
 
 def test_environmentOverridesTheTomlFile(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from ._handlers import SafeHandler, hardenHandlers, safeHandlerFor, unhardenHand
 from ._install import Installation, install, installed, uninstall
 from ._loops import FeedbackLoop, findFeedbackLoops
 from ._nonblocking import NonBlockingObserver, OverflowPolicy
+from ._policy import DEFAULT_BUFFER_SIZE, Policy
+from ._registry import IHardenedSink
 from ._report import (
     REPORT_PREFIX,
     FileDescriptorWriter,
@@ -30,7 +32,7 @@ from ._report import (
     defaultReporter,
     setDefaultReporter,
 )
-from ._safe import DEFAULT_BUFFER_SIZE, HardenedSink, SafeObserver
+from ._safe import HardenedSink, SafeObserver
 from ._stats import DropReason, SinkStats
 from ._stdlib import ORIGIN_KEY, StdlibObserver, TwistedHandler
 from ._twistd import observer
@@ -70,8 +72,12 @@ __all__ = [
     "StreamWriter",
     "defaultReporter",
     "setDefaultReporter",
-    # _safe
+    # _policy
     "DEFAULT_BUFFER_SIZE",
+    "Policy",
+    # _registry
+    "IHardenedSink",
+    # _safe
     "HardenedSink",
     "SafeObserver",
     # _stdlib

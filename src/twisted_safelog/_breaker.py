@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._compat import StringEnum
+from ._policy import checkNumber
 
 __all__ = ["BreakerState", "CircuitBreaker", "IClock", "MonotonicClock"]
 
@@ -89,25 +90,23 @@ class CircuitBreaker:
         backoffFactor: float = 2.0,
         clock: IClock | None = None,
     ) -> None:
-        if failureThreshold < 1:
-            raise ValueError(f"failureThreshold must be >= 1, not {failureThreshold!r}")
-        if resetTimeout <= 0:
-            raise ValueError(f"resetTimeout must be > 0, not {resetTimeout!r}")
-        if maxResetTimeout < resetTimeout:
-            raise ValueError(
-                f"maxResetTimeout ({maxResetTimeout!r}) must be >= resetTimeout ({resetTimeout!r})"
-            )
-        if backoffFactor < 1:
-            raise ValueError(f"backoffFactor must be >= 1, not {backoffFactor!r}")
+        checkNumber("failureThreshold", failureThreshold, integer=True, minimum=1)
+        checkNumber("resetTimeout", resetTimeout, above=0)
+        checkNumber("maxResetTimeout", maxResetTimeout, minimum=resetTimeout)
+        checkNumber("backoffFactor", backoffFactor, minimum=1)
         self.failureThreshold = failureThreshold
         self.resetTimeout = resetTimeout
         self.maxResetTimeout = maxResetTimeout
         self.backoffFactor = backoffFactor
         self.clock: IClock = MonotonicClock() if clock is None else clock
         self._lock = threading.Lock()
-        # Read without the lock on the fast path; written only under it.
-        self._state = _CLOSED
-        self._consecutiveFailures = 0
+        #: The current state (read-only for callers). Reading it never
+        #: changes it: an open breaker whose timeout has passed stays open
+        #: until a caller asks L{allow}. A plain attribute, read without the
+        #: lock on every event; written only under the lock.
+        self.state = _CLOSED
+        #: Failures since the last success (read-only for callers).
+        self.consecutiveFailures = 0
         self._currentTimeout = resetTimeout
         self._retryAt = 0.0
         self._openedAt = 0.0
@@ -115,22 +114,10 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return (
-            f"<CircuitBreaker {self._state.value} "
-            f"failures={self._consecutiveFailures}/{self.failureThreshold} "
+            f"<CircuitBreaker {self.state.value} "
+            f"failures={self.consecutiveFailures}/{self.failureThreshold} "
             f"timeout={self._currentTimeout:g}s>"
         )
-
-    @property
-    def state(self) -> BreakerState:
-        """
-        The current state. Reading it never changes it: an open breaker whose
-        timeout has passed stays open until a caller asks L{allow}.
-        """
-        return self._state
-
-    @property
-    def consecutiveFailures(self) -> int:
-        return self._consecutiveFailures
 
     @property
     def currentTimeout(self) -> float:
@@ -167,16 +154,16 @@ class CircuitBreaker:
         May the caller call the sink now? In half-open state this returns
         C{True} to exactly one caller (the probe) until it reports back.
         """
-        if self._state is _CLOSED:
+        if self.state is _CLOSED:
             return True
         with self._lock:
-            if self._state is _CLOSED:
+            if self.state is _CLOSED:
                 return True
-            if self._state is _HALF_OPEN:
+            if self.state is _HALF_OPEN:
                 return False
             if self.clock.seconds() < self._retryAt:
                 return False
-            self._state = _HALF_OPEN
+            self.state = _HALF_OPEN
         self._notify(_OPEN, _HALF_OPEN)
         return True
 
@@ -184,17 +171,17 @@ class CircuitBreaker:
         """
         The sink took an event. Closes a half-open breaker.
         """
-        if self._state is _CLOSED and not self._consecutiveFailures:
+        if self.state is _CLOSED and not self.consecutiveFailures:
             return
         with self._lock:
-            old = self._state
-            self._consecutiveFailures = 0
+            old = self.state
+            self.consecutiveFailures = 0
             if old is not _HALF_OPEN:
                 # Closed: the failure run is over. Open: a call allowed
                 # before the breaker opened finished late; the sink stays
                 # quarantined until a real probe succeeds.
                 return
-            self._state = _CLOSED
+            self.state = _CLOSED
             self._currentTimeout = self.resetTimeout
         self._notify(old, _CLOSED)
 
@@ -203,19 +190,19 @@ class CircuitBreaker:
         The sink failed. May open the breaker (or re-open it, backing off).
         """
         with self._lock:
-            old = self._state
-            self._consecutiveFailures += 1
+            old = self.state
+            self.consecutiveFailures += 1
             now = self.clock.seconds()
             if old is _HALF_OPEN:
                 self._currentTimeout = min(
                     self._currentTimeout * self.backoffFactor, self.maxResetTimeout
                 )
-            elif old is _CLOSED and self._consecutiveFailures >= self.failureThreshold:
+            elif old is _CLOSED and self.consecutiveFailures >= self.failureThreshold:
                 self._currentTimeout = self.resetTimeout
                 self._openedAt = now
             else:
                 return
-            self._state = _OPEN
+            self.state = _OPEN
             self._retryAt = now + self._currentTimeout
         self._notify(old, _OPEN)
 
@@ -225,14 +212,14 @@ class CircuitBreaker:
         unusable before it was ever called (its directory is not there yet).
         """
         with self._lock:
-            old = self._state
+            old = self.state
             if old is _OPEN:
                 return
             now = self.clock.seconds()
             self._currentTimeout = self.resetTimeout
             self._openedAt = now
             self._retryAt = now + self._currentTimeout
-            self._state = _OPEN
+            self.state = _OPEN
         self._notify(old, _OPEN)
 
     def _notify(self, old: BreakerState, new: BreakerState) -> None:

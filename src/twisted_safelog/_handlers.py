@@ -9,14 +9,23 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from zope.interface import implementer
 
 from ._breaker import IClock
 from ._guard import currentThread
+from ._policy import Policy
+from ._registry import IHardenedSink
 from ._report import IReporter, defaultReporter, describe
-from ._safe import DEFAULT_BUFFER_SIZE, HardenedSink
+from ._safe import HardenedSink
 from ._stats import SinkStats
 from ._stdlib import TwistedHandler
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._policy import PolicySettings
 
 __all__ = [
     "SafeHandler",
@@ -34,6 +43,7 @@ class _HandlerFailed(Exception):
     """
 
 
+@implementer(IHardenedSink)
 class SafeHandler(logging.Handler):
     """
     A stdlib handler around another, with the guarantees of L{SafeObserver}:
@@ -50,49 +60,52 @@ class SafeHandler(logging.Handler):
 
     The level mirrors the wrapped handler's (C{setLevel} sets both);
     C{setFormatter} and C{flush} go to the wrapped handler.
+
+    @param handler: the stdlib handler to harden.
+    @param policy: the hardening settings (L{Policy}); keyword C{settings}
+        override its fields, as for L{SafeObserver}.
+    @param fallback: a handler that also receives the records this one
+        cannot take; hardened itself (same policy, no buffer).
+    @param name: what reports and L{stats} call the handler.
+    @param reporter: where failures and state changes are reported.
+    @param clock: provides C{seconds()}; a monotonic clock by default.
     """
 
     def __init__(
         self,
         handler: logging.Handler,
+        policy: Policy | None = None,
         *,
         name: str | None = None,
-        failureThreshold: int = 5,
-        resetTimeout: float = 1.0,
-        maxResetTimeout: float = 60.0,
-        backoffFactor: float = 2.0,
-        bufferSize: int = DEFAULT_BUFFER_SIZE,
         fallback: logging.Handler | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
-        retryFailed: bool = False,
-        maxAttempts: int = 10,
+        **settings: Unpack[PolicySettings],
     ) -> None:
         if not isinstance(handler, logging.Handler):
             raise TypeError(f"SafeHandler needs a logging.Handler, not {handler!r}")
+        policy = Policy.of(policy, settings, "SafeHandler()")
         super().__init__(handler.level)
         self.handler = handler
         reporter = defaultReporter() if reporter is None else reporter
         name = name if name is not None else describe(handler)
         if fallback is not None and not isinstance(fallback, SafeHandler):
             fallback = SafeHandler(
-                fallback, name=f"{name} (fallback)", bufferSize=0, reporter=reporter, clock=clock
+                fallback,
+                policy.replace(bufferSize=0),
+                name=f"{name} (fallback)",
+                reporter=reporter,
+                clock=clock,
             )
         self.fallback = fallback
         self._errors: dict[int, BaseException] = {}
         self.core: HardenedSink[logging.LogRecord] = HardenedSink(
             self._handleInner,
+            policy,
             name=name,
-            failureThreshold=failureThreshold,
-            resetTimeout=resetTimeout,
-            maxResetTimeout=maxResetTimeout,
-            backoffFactor=backoffFactor,
-            bufferSize=bufferSize,
             fallback=None if fallback is None else fallback.handle,
             reporter=reporter,
             clock=clock,
-            retryFailed=retryFailed,
-            maxAttempts=maxAttempts,
         )
         self._originalHandleError = handler.__dict__.get("handleError")
         handler.handleError = self._capture  # type: ignore[method-assign]
@@ -109,6 +122,12 @@ class SafeHandler(logging.Handler):
         An immutable snapshot of the wrapped handler's counters and state.
         """
         return self.core.stats()
+
+    def drain(self) -> None:
+        """
+        Replay buffered records as far as the breaker allows.
+        """
+        self.core.drain()
 
     def _capture(self, record: logging.LogRecord) -> None:
         """

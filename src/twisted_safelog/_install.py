@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
+from ._breaker import IClock
 from ._handlers import (
     SafeHandler,
     _needsHardening,
@@ -26,16 +27,20 @@ from ._handlers import (
     safeHandlerFor,
     unhardenHandler,
 )
-from ._safe import HardenedSink, SafeObserver
+from ._policy import Policy
+from ._registry import isHardened
+from ._report import IReporter
+from ._safe import SafeObserver
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._policy import PolicySettings
 
 __all__ = ["Installation", "install", "installed", "uninstall"]
 
 _lock = threading.RLock()
 _installations: dict[int, Installation] = {}
-
-
-def _isHardened(observer: object) -> bool:
-    return isinstance(observer, HardenedSink) or getattr(observer, "isHardened", False) is True
 
 
 class Installation:
@@ -60,7 +65,7 @@ class Installation:
         """
         The hardened form of C{observer} (itself if it already is).
         """
-        if _isHardened(observer):
+        if isHardened(observer):
             return observer
         entry = self.wrappers.get(id(observer))
         if entry is not None:
@@ -168,19 +173,37 @@ def _unpatchStdlib() -> None:
 
 
 def install(
-    publisher: LogPublisher | None = None, *, stdlib: bool = True, **safeArguments: Any
+    publisher: LogPublisher | None = None,
+    *,
+    stdlib: bool = True,
+    policy: Policy | None = None,
+    reporter: IReporter | None = None,
+    clock: IClock | None = None,
+    **settings: Unpack[PolicySettings],
 ) -> Installation:
     """
     Harden C{publisher} (the global one by default): wrap every observer on
     it, now and later, in a L{SafeObserver}; with C{stdlib=True}, wrap
     every stdlib handler, attached now or later, in a L{SafeHandler}.
 
-    C{safeArguments} (C{failureThreshold}, C{resetTimeout}, C{bufferSize},
-    C{reporter}, C{clock}, ...) go to every wrapper. Calling it again on the
-    same publisher returns the existing installation and changes nothing.
+    Calling it again on the same publisher returns the existing installation
+    and changes nothing.
+
+    @param policy: the hardening settings every wrapper gets (L{Policy});
+        keyword C{settings} (C{failureThreshold=3}, ...) override its
+        fields. Checked here: an unknown setting is a C{TypeError}, a
+        nonsensical value a L{ConfigurationError}.
+    @param reporter: where every wrapper reports (the default reporter if
+        L{None}).
+    @param clock: every wrapper's breaker clock (monotonic if L{None}).
     """
     if publisher is None:
         publisher = globalLogPublisher
+    safeArguments: dict[str, Any] = {"policy": Policy.of(policy, settings, "install()")}
+    if reporter is not None:
+        safeArguments["reporter"] = reporter
+    if clock is not None:
+        safeArguments["clock"] = clock
     with _lock:
         existing = _installations.get(id(publisher))
         if existing is not None:
@@ -189,9 +212,7 @@ def install(
         installation.apply()
         _installations[id(publisher)] = installation
         if stdlib and not _hardenedStdlib():
-            _patchStdlib(
-                {k: v for k, v in safeArguments.items() if k not in ("legacy", "fallback")}
-            )
+            _patchStdlib(safeArguments)
             _stdlibOwner[0] = id(publisher)
         return installation
 

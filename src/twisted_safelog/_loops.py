@@ -35,6 +35,7 @@ from ._nonblocking import NonBlockingObserver
 from ._report import describe
 from ._safe import HardenedSink
 from ._stdlib import StdlibObserver, TwistedHandler
+from ._twistd import _TwistdObserver
 
 __all__ = ["FeedbackLoop", "findFeedbackLoops"]
 
@@ -86,8 +87,8 @@ def _unwrapObserver(
     for _ in range(20):
         if isinstance(observer, HardenedSink):
             guards = (*guards, type(observer).__name__)
-            observer = observer._target
-        elif hasattr(observer, "filtered") and hasattr(observer, "sink"):
+            observer = observer.sink
+        elif isinstance(observer, _TwistdObserver):
             observer = observer.filtered
         elif isinstance(observer, NonBlockingObserver):
             guards = (*guards, "NonBlockingObserver")

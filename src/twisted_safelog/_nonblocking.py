@@ -28,6 +28,7 @@ from zope.interface import implementer
 from ._breaker import BreakerState, IClock, MonotonicClock
 from ._compat import StringEnum
 from ._guard import currentThread
+from ._registry import IHardenedSink, register
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
 from ._stats import Counter, DropReason, Drops, SinkStats
@@ -70,7 +71,7 @@ def _flushAllAtExit() -> None:
         instance.shutdown()
 
 
-@implementer(ILogObserver)
+@implementer(ILogObserver, IHardenedSink)
 class NonBlockingObserver:
     """
     Deliver events to C{observer} from one worker thread.
@@ -99,9 +100,6 @@ class NonBlockingObserver:
     time is counted as dropped (C{"shutdown"}) and reported in one line, and
     later events are delivered synchronously (L{shutdown}).
     """
-
-    #: install() leaves it alone: what it wraps is hardened already.
-    isHardened = True
 
     def __init__(
         self,
@@ -148,6 +146,7 @@ class NonBlockingObserver:
         self._shutdownTriggerAdded = False
         self._synchronous = False
         _instances.add(self)
+        register(self)
 
     def _setUpThreading(self) -> None:
         self._lock = threading.Lock()
@@ -216,7 +215,7 @@ class NonBlockingObserver:
         drops the event as reentry and notices error output in it).
         """
         self._drop(DropReason.reentry, 1)
-        if self.observer._guard.entered():
+        if self.observer.delivering():
             self.observer(event)
 
     def _drop(self, reason: DropReason, count: int) -> None:
@@ -296,7 +295,7 @@ class NonBlockingObserver:
         probe through, if it holds buffered events; otherwise until woken.
         """
         sink = self.observer
-        if not sink._buffer:
+        if not sink.buffered:
             return None
         breaker = sink.breaker
         if breaker.state is BreakerState.closed:
@@ -371,6 +370,22 @@ class NonBlockingObserver:
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout if timeout is not None else self.flushTimeout)
         return delivered
+
+    def drain(self) -> None:
+        """
+        Wake the worker, so that queued events, and the events a quarantined
+        sink buffers, are delivered as soon as they can be, without waiting
+        for the next event. Never waits.
+        """
+        with self._lock:
+            self._wakeWorker.notify()
+
+    def close(self) -> None:
+        """
+        L{stop}: flush for up to C{flushTimeout} seconds, count and report
+        what is left, end the worker.
+        """
+        self.stop()
 
     # -- accounting -------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogEvent
 from twisted.python import log as legacyLog
@@ -18,15 +18,19 @@ from zope.interface import implementer
 
 from ._breaker import BreakerState, CircuitBreaker, IClock
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
+from ._policy import DEFAULT_BUFFER_SIZE, Policy
+from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe
 from ._stats import Counter, DropReason, Drops, SinkStats
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._policy import PolicySettings
 
 __all__ = ["DEFAULT_BUFFER_SIZE", "HardenedSink", "SafeObserver"]
 
 T = TypeVar("T")
-
-#: Events kept for replay while a sink is quarantined, unless told otherwise.
-DEFAULT_BUFFER_SIZE = 1000
 
 _ERROR_OUTPUT = "wrote error output to stderr while being called"
 _CLOSED = BreakerState.closed
@@ -47,6 +51,7 @@ def _isLegacyObserver(observer: object) -> bool:
     return isinstance(owner, legacyLog._GlobalStartStopObserver)
 
 
+@implementer(IHardenedSink)
 class HardenedSink(Generic[T]):
     """
     The hardening shared by every safe sink: a per-thread reentry guard, a
@@ -76,49 +81,44 @@ class HardenedSink(Generic[T]):
     No lock is held while C{sink} or C{fallback} is called, so it is safe to
     call from any number of threads.
 
+    @param policy: the hardening settings (L{Policy}); keyword C{settings}
+        (C{failureThreshold=3}, ...) override its fields. An unknown setting
+        is a C{TypeError}, a nonsensical value a L{ConfigurationError}, both
+        raised here.
+    @param name: what reports and L{stats} call the sink.
     @param fallback: receives, already hardened, the items the sink cannot
         take (quarantined or failed).
-    @param retryFailed: put an item whose delivery failed back at the head of
-        the buffer, to be retried (in order) instead of counted as failed;
-        after C{maxAttempts} attempts it is counted as failed after all, so
-        one poisonous item cannot block the sink for ever. For sinks whose
-        failures are transient (a network peer, a full disk).
+    @param reporter: where failures and state changes are reported
+        (L{defaultReporter} if L{None}).
     @param clock: provides C{seconds()}; a monotonic clock by default.
     """
 
     def __init__(
         self,
         sink: Callable[[T], object],
+        policy: Policy | None = None,
         *,
         name: str | None = None,
-        failureThreshold: int = 5,
-        resetTimeout: float = 1.0,
-        maxResetTimeout: float = 60.0,
-        backoffFactor: float = 2.0,
-        bufferSize: int = DEFAULT_BUFFER_SIZE,
         fallback: Callable[[T], object] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
-        retryFailed: bool = False,
-        maxAttempts: int = 10,
+        **settings: Unpack[PolicySettings],
     ) -> None:
         if not callable(sink):
             raise TypeError(f"{type(self).__name__} needs a callable sink, not {sink!r}")
-        if bufferSize < 0:
-            raise ValueError(f"bufferSize must be >= 0, not {bufferSize!r}")
+        self.policy = policy = Policy.of(policy, settings, f"{type(self).__name__}()")
         self._target = sink
         self.name = name if name is not None else describe(sink)
-        if maxAttempts < 1:
-            raise ValueError(f"maxAttempts must be >= 1, not {maxAttempts!r}")
-        self.bufferSize = bufferSize
-        self.retryFailed = retryFailed
-        self.maxAttempts = maxAttempts
+        # Read on every quarantined event: plain attributes, not lookups.
+        self.bufferSize = policy.bufferSize
+        self.retryFailed = policy.retryFailed
+        self.maxAttempts = policy.maxAttempts
         self.reporter = defaultReporter() if reporter is None else reporter
         self.breaker = CircuitBreaker(
-            failureThreshold=failureThreshold,
-            resetTimeout=resetTimeout,
-            maxResetTimeout=maxResetTimeout,
-            backoffFactor=backoffFactor,
+            failureThreshold=policy.failureThreshold,
+            resetTimeout=policy.resetTimeout,
+            maxResetTimeout=policy.maxResetTimeout,
+            backoffFactor=policy.backoffFactor,
             clock=clock,
         )
         self.breaker.addListener(self._stateChanged)
@@ -134,9 +134,31 @@ class HardenedSink(Generic[T]):
         self._drops = Drops()
         self._countReceived = self._received.increment
         self._countDelivered = self._delivered.increment
+        register(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.breaker.state.value}>"
+
+    @property
+    def sink(self) -> Callable[[T], object]:
+        """
+        The callable this hardens.
+        """
+        return self._target
+
+    @property
+    def buffered(self) -> int:
+        """
+        How many items wait in the replay buffer.
+        """
+        return len(self._buffer)
+
+    def delivering(self) -> bool:
+        """
+        Is the calling thread delivering to the sink right now (so that
+        anything it logs is an echo of that delivery)?
+        """
+        return self._guard.entered()
 
     # -- delivery -----------------------------------------------------------
 
@@ -150,7 +172,7 @@ class HardenedSink(Generic[T]):
             self._reentered(event)
             return
         breaker = self.breaker
-        if breaker._state is not _CLOSED or self._buffer:
+        if breaker.state is not _CLOSED or self._buffer:
             self._quarantined(event)
             return
         active.add(tid)
@@ -172,7 +194,7 @@ class HardenedSink(Generic[T]):
             self._failure(event, None, _ERROR_OUTPUT)
             return
         self._countDelivered()
-        if breaker._consecutiveFailures:
+        if breaker.consecutiveFailures:
             breaker.success()
 
     def _deliver(self, event: T, attempt: int = 1) -> bool:
@@ -383,7 +405,7 @@ class SafeObserver(HardenedSink[LogEvent]):
         C{legacy=True}), which is adapted with L{LegacyLogObserverWrapper}.
     @param fallback: an observer that also receives the events this one
         cannot take (quarantined or failed); it is wrapped in a
-        L{SafeObserver} of its own unless it is one.
+        L{SafeObserver} of its own (same policy, no buffer) unless it is one.
 
     The other parameters are L{HardenedSink}'s.
     """
@@ -391,46 +413,31 @@ class SafeObserver(HardenedSink[LogEvent]):
     def __init__(
         self,
         observer: ILogObserver | Callable[[LogEvent], None],
+        policy: Policy | None = None,
         *,
         name: str | None = None,
-        failureThreshold: int = 5,
-        resetTimeout: float = 1.0,
-        maxResetTimeout: float = 60.0,
-        backoffFactor: float = 2.0,
-        bufferSize: int = DEFAULT_BUFFER_SIZE,
         fallback: ILogObserver | Callable[[LogEvent], None] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
-        retryFailed: bool = False,
-        maxAttempts: int = 10,
         legacy: bool | None = None,
+        **settings: Unpack[PolicySettings],
     ) -> None:
         if not callable(observer):
             raise TypeError(f"SafeObserver needs a callable observer, not {observer!r}")
+        policy = Policy.of(policy, settings, "SafeObserver()")
         if legacy or (legacy is None and _isLegacyObserver(observer)):
             observer = LegacyLogObserverWrapper(observer)  # type: ignore[arg-type]
         self.observer = observer
         name = name if name is not None else describe(observer)
         reporter = defaultReporter() if reporter is None else reporter
-        if fallback is not None and not isinstance(fallback, SafeObserver):
+        if fallback is not None and not isHardened(fallback):
             fallback = SafeObserver(
                 fallback,
+                policy.replace(bufferSize=0),
                 name=f"{name} (fallback)",
-                bufferSize=0,
                 reporter=reporter,
                 clock=clock,
             )
         super().__init__(
-            observer,
-            name=name,
-            failureThreshold=failureThreshold,
-            resetTimeout=resetTimeout,
-            maxResetTimeout=maxResetTimeout,
-            backoffFactor=backoffFactor,
-            bufferSize=bufferSize,
-            fallback=fallback,
-            reporter=reporter,
-            clock=clock,
-            retryFailed=retryFailed,
-            maxAttempts=maxAttempts,
+            observer, policy, name=name, fallback=fallback, reporter=reporter, clock=clock
         )

@@ -18,6 +18,7 @@ from twisted.logger import LogLevel
 
 from ._compat import tomllib
 from ._errors import ConfigurationError
+from ._policy import Policy
 
 __all__ = ["ENV_PREFIX", "SETTINGS", "Settings"]
 
@@ -134,16 +135,16 @@ class Settings:
     def logLevel(self) -> Any:
         return LogLevel.levelWithName(self.level)
 
-    def safeArguments(self) -> dict[str, Any]:
+    def policy(self) -> Policy:
         """
-        The keyword arguments for L{SafeObserver} and L{SafeHandler}.
+        The hardening policy these settings give every safe sink.
         """
-        return {
-            "failureThreshold": self.failure_threshold,
-            "resetTimeout": self.reset_timeout,
-            "maxResetTimeout": max(self.max_reset_timeout, self.reset_timeout),
-            "bufferSize": self.buffer_size,
-        }
+        return Policy(
+            failureThreshold=self.failure_threshold,
+            resetTimeout=self.reset_timeout,
+            maxResetTimeout=self.max_reset_timeout,
+            bufferSize=self.buffer_size,
+        )
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -32,6 +32,8 @@ from ._errors import ConfigurationError
 from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
 from ._install import install
 from ._nonblocking import NonBlockingObserver
+from ._policy import Policy
+from ._registry import IHardenedSink
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
 from ._safe import SafeObserver
 from ._settings import Settings
@@ -182,11 +184,11 @@ def buildObserver(
         raise ConfigurationError("daemons cannot log to stdout; give --logfile=PATH or run with -n")
     toStdout = logfile == "-" or (nodaemon and not logfile)
     formatter = formatJSONLine if settings.format == "json" else formatTextLine
-    safe = settings.safeArguments()
+    policy = settings.policy()
 
     if toStdout:
         sink: SafeObserver = SafeObserver(
-            FileLogObserver(sys.stdout, formatter), name="stdout", **safe
+            FileLogObserver(sys.stdout, formatter), policy, name="stdout"
         )
         logWrite = None
     else:
@@ -199,7 +201,7 @@ def buildObserver(
             rotateLength=rotate,
             maxRotatedFiles=keep,
             createDirectory=settings.create_directory,
-            **safe,
+            policy=policy,
         )
         sink = fileSink
         logWrite = fileSink.writer.write
@@ -219,8 +221,8 @@ def buildObserver(
     filtered = FilteringLogObserver(
         top, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
     )
-    installation = install(globalLogPublisher, reporter=reporter, **safe)
-    flushers.extend(_bridge(settings, reporter, safe))
+    installation = install(globalLogPublisher, policy=policy, reporter=reporter)
+    flushers.extend(_bridge(settings, reporter, policy))
     if installSignalHandler:
         _closeAtShutdown(*flushers, installation.close, sink.close, reporter.flush)
     return _TwistdObserver(filtered, sink)
@@ -251,18 +253,24 @@ def _closeAtShutdown(*closers: Callable[[], object]) -> None:
     reactor.addSystemEventTrigger("after", "shutdown", closeAll)
 
 
-@implementer(ILogObserver)
+@implementer(ILogObserver, IHardenedSink)
 class _TwistdObserver:
     """
     What twistd adds to the global publisher: the level filter in front of
-    the hardened sink. Marked hardened so L{install} does not wrap it again.
+    the hardened sink. Hardened (it provides L{IHardenedSink}), so
+    L{install} does not wrap it again; not registered, as its sink is.
     """
-
-    isHardened = True
 
     def __init__(self, filtered: ILogObserver, sink: SafeObserver) -> None:
         self.filtered = filtered
         self.sink = sink
+        self.name = sink.name
+
+    def drain(self) -> None:
+        self.sink.drain()
+
+    def close(self) -> None:
+        self.sink.close()
 
     def __repr__(self) -> str:
         return f"<twisted_safelog.observer {self.sink!r}>"
@@ -274,9 +282,7 @@ class _TwistdObserver:
         return self.sink.stats()
 
 
-def _bridge(
-    settings: Settings, reporter: Reporter, safe: dict[str, Any]
-) -> list[Callable[[], object]]:
+def _bridge(settings: Settings, reporter: Reporter, policy: Policy) -> list[Callable[[], object]]:
     """
     Add the bridges the settings ask for; return what must be flushed at
     shutdown.
@@ -287,7 +293,7 @@ def _bridge(
 
     flushers: list[Callable[[], object]] = []
     if settings.bridge in ("to-stdlib", "both"):
-        bridge = SafeObserver(StdlibObserver(), name="stdlib bridge", reporter=reporter, **safe)
+        bridge = SafeObserver(StdlibObserver(), policy, name="stdlib bridge", reporter=reporter)
         if settings.nonblocking:
             nonBlocking = _nonBlocking(bridge, settings, reporter)
             flushers.append(nonBlocking.shutdown)
