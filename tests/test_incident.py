@@ -8,8 +8,12 @@ sinks fed, and say out of band what broke).
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
 from itertools import count
+from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
@@ -17,13 +21,22 @@ from twisted.logger import ILogObserver, Logger, LogPublisher
 from zope.interface import implementer
 
 from twisted_safelog import SafeObserver
-from twisted_safelog._incident import VARIANTS, runIncident
+from twisted_safelog.incident import (
+    VARIANTS,
+    IncidentResult,
+    loopProof,
+    resultsOf,
+    startIncident,
+)
+from twisted_safelog.incident._child import _statusWriter
 from twisted_safelog.testing import RecordingObserver
 
 from .helpers import RecordingReporter
 
-PLAIN_TIMEOUT = 4.0
 EVENTS = 300
+#: A generous deadline for one run on a loaded machine; runs end long
+#: before it (a plain run as soon as the loop is proven).
+DEADLINE = 180.0
 
 #: variant -> (words the first failure report must contain)
 LOOPS = {
@@ -35,32 +48,67 @@ LOOPS = {
     "py27-handleError": "No space left on device",
     "raising-formatter": "KeyError",
     "syslog-and-file": "FileNotFoundError",
+    "fanout": "is broken",
 }
 
 
+def runAll(hardened: bool) -> dict[str, IncidentResult]:
+    """
+    Run every looping variant at once (each in its own child process) and
+    collect the results.
+    """
+    runs = [
+        startIncident(
+            name, hardened=hardened, events=EVENTS, timeout=DEADLINE, stopAtProof=not hardened
+        )
+        for name in sorted(LOOPS)
+    ]
+    return {r.variant: r for r in resultsOf(runs)}
+
+
+@pytest.fixture(scope="module")
+def plainRuns() -> dict[str, IncidentResult]:
+    return runAll(hardened=False)
+
+
+@pytest.fixture(scope="module")
+def hardenedRuns() -> dict[str, IncidentResult]:
+    return runAll(hardened=True)
+
+
 def test_everyVariantIsCovered() -> None:
-    assert set(LOOPS) | {"last-resort", "fanout"} == set(VARIANTS)
+    assert set(LOOPS) | {"last-resort"} == set(VARIANTS)
+    assert [name for name, v in VARIANTS.items() if not v.plainLoops] == ["last-resort"]
 
 
 @pytest.mark.parametrize("variant", sorted(LOOPS))
-def test_plainTwistedLoops(variant: str) -> None:
-    result = runIncident(variant, hardened=False, events=EVENTS, timeout=PLAIN_TIMEOUT)
-    assert result.looped, (
+def test_plainTwistedLoops(variant: str, plainRuns: dict[str, IncidentResult]) -> None:
+    """
+    Plain Twisted's failing sinks are called more often than any run without
+    a loop can call them, before the application's events are done; the run
+    is ended as soon as that is proven.
+    """
+    result = plainRuns[variant]
+    assert not result.timedOut, f"no loop proven in {DEADLINE} s: {result}"
+    assert result.proven and result.looped, (
         f"expected the loop: done={result.done} completed={result.completed} "
         f"failingCalls={result.failingCalls} extra={result.extra}"
     )
     assert result.completed < EVENTS
+    work = result.failingCalls + int(result.extra.get("syslogDatagrams", 0))
+    assert work >= loopProof(EVENTS) > 2 * EVENTS
 
 
 @pytest.mark.parametrize("variant", sorted(LOOPS))
-def test_twistedSafelogStopsTheLoop(variant: str) -> None:
-    result = runIncident(variant, hardened=True, events=EVENTS, timeout=60)
+def test_twistedSafelogStopsTheLoop(variant: str, hardenedRuns: dict[str, IncidentResult]) -> None:
+    result = hardenedRuns[variant]
     assert result.done and result.completed == EVENTS, result.stderr[-2000:]
-    assert result.meanEventSeconds is not None
-    assert result.meanEventSeconds < 0.010
     # The failing sink is quarantined after a bounded number of calls
-    # (its first few successes, five failures, perhaps a probe).
-    assert result.failingCalls <= 20
+    # (its first few successes, five failures, perhaps a probe): the limit
+    # the demo's verdict uses too.
+    limit = VARIANTS[variant].hardenedLimit(EVENTS)
+    assert limit == 20 * (7 if variant == "fanout" else 1)
+    assert result.failingCalls <= limit
     assert result.appEventsInWitness() == EVENTS
     quarantined = [line for line in result.reports if "quarantined after" in line]
     assert quarantined, result.stderr
@@ -69,8 +117,8 @@ def test_twistedSafelogStopsTheLoop(variant: str) -> None:
     assert result.problems() == []
 
 
-def test_syslogDatagramsStopWithTheLoop() -> None:
-    result = runIncident("syslog-and-file", hardened=True, events=EVENTS, timeout=60)
+def test_syslogDatagramsStopWithTheLoop(hardenedRuns: dict[str, IncidentResult]) -> None:
+    result = hardenedRuns["syslog-and-file"]
     # One datagram per application event, not one per turn of a loop.
     assert result.extra["syslogDatagrams"] == EVENTS
 
@@ -78,30 +126,65 @@ def test_syslogDatagramsStopWithTheLoop() -> None:
 def test_lastResortPlainNestsAndLosesTheWarning() -> None:
     """
     With no handler, logging.lastResort writes to the redirected stderr,
-    which feeds the bridge again: dozens of nested writes per warning.
+    which feeds the bridge again: dozens of nested writes per warning, yet
+    the run finishes (this variant nests rather than loops for ever).
     """
-    result = runIncident("last-resort", hardened=False, events=100, timeout=30)
+    result = startIncident("last-resort", hardened=False, events=100, timeout=DEADLINE).result()
+    assert result.done and not result.looped
     assert result.failingCalls >= 100 * 50
 
 
 def test_lastResortHardenedReachesASinkAndCountsTheEcho() -> None:
-    result = runIncident("last-resort", hardened=True, events=EVENTS, timeout=60)
+    result = startIncident("last-resort", hardened=True, events=EVENTS, timeout=DEADLINE).result()
     assert result.done
+    assert VARIANTS["last-resort"].hardenedLimit(EVENTS) == EVENTS
     assert result.failingCalls == EVENTS, "lastResort is called once per warning"
     # Each warning is in the healthy file twice: as the application's event
     # and as the line lastResort wrote to stderr.
     assert result.witnessText.count("served") == 2 * EVENTS
     assert any("(reentry)" in line for line in result.reports)
+    assert result.problems() == []
 
 
-def test_hardenedRunIsCheapInCPU() -> None:
-    plain = runIncident("incident", hardened=False, events=EVENTS, timeout=PLAIN_TIMEOUT)
-    safe = runIncident("incident", hardened=True, events=EVENTS, timeout=60)
-    assert plain.looped
-    assert safe.cpuSeconds < plain.cpuSeconds
-    # Plain Twisted writes tracebacks for as long as it runs (1.4 MB in 4 s
-    # on Twisted 22.10, tens of MB on 26.10).
-    assert safe.bytesWritten * 20 < plain.bytesWritten
+def test_hardenedRunIsCheapPerEvent(
+    plainRuns: dict[str, IncidentResult], hardenedRuns: dict[str, IncidentResult]
+) -> None:
+    """
+    Per application event, the hardened run spends a small fraction of the
+    CPU time and the log bytes of the plain one (ratios within one test run,
+    not absolute times).
+    """
+    plain, safe = plainRuns["incident"], hardenedRuns["incident"]
+    plainEvents, safeEvents = max(plain.completed, 1), safe.completed
+    assert safe.cpuSeconds / safeEvents * 10 < plain.cpuSeconds / plainEvents
+    assert safe.bytesWritten / safeEvents * 100 < plain.bytesWritten / plainEvents
+
+
+def test_theStatusFileHasOneWriter(tmp_path: Path) -> None:
+    """
+    The child's status file is written by its heartbeat thread only, which
+    writes the final snapshot once the run is finished: the parent can
+    never read a file that another writer truncated (an empty status).
+    """
+    status = tmp_path / "status.json"
+    writers: set[int] = set()
+    finished = threading.Event()
+    calls = count()
+
+    def snapshot() -> dict[str, object]:
+        writers.add(threading.get_ident())
+        return {"n": next(calls), "done": finished.is_set()}
+
+    thread = _statusWriter(status, snapshot, finished)
+    deadline = time.monotonic() + 30
+    while not status.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    finished.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert writers == {thread.ident}
+    assert json.loads(status.read_text())["done"] is True
+    assert not status.with_suffix(".tmp").exists()
 
 
 # -- factorial fan-out, in process ---------------------------------------------

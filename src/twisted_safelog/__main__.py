@@ -1,33 +1,61 @@
 """
-C{python -m twisted_safelog}: the incident demo, and the child side of the
-incident runs.
+C{python -m twisted_safelog}: the incident demo and the loop doctor.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+
+def _variantList() -> str:
+    from .incident import VARIANTS
+
+    width = max(len(name) for name in VARIANTS)
+    lines = [f"  {'all':<{width}}  every variant below, one after the other"]
+    lines += [f"  {name:<{width}}  {variant.description}" for name, variant in VARIANTS.items()]
+    return "variants (--variant):\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """
+    Run the command line C{argv} (default: C{sys.argv[1:]}) and return the
+    exit status.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m twisted_safelog",
         description="twisted-safelog: Twisted logging that cannot wedge.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
 
     demo = commands.add_parser(
-        "demo", help="run the incident with plain Twisted and with twisted-safelog, side by side"
+        "demo",
+        help="run the incident with plain Twisted and with twisted-safelog, side by side",
+        description="Run the incident with plain Twisted and with twisted-safelog, side by\n"
+        "side; exit 0 if twisted-safelog behaved on every variant.",
+        epilog=_variantList(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--variant",
         action="append",
-        help="which loop to show (repeatable; default: the incident); 'all' for every variant",
+        metavar="NAME",
+        help="which loop to show (repeatable; default: incident; 'all' for every variant)",
     )
     demo.add_argument("--events", type=int, default=300, help="application events per run")
     demo.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds before the plain run is killed"
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds before the plain run is killed (default: 5)",
+    )
+    demo.add_argument(
+        "--stop-at-proof",
+        action="store_true",
+        help="end the plain run as soon as the loop is proven (a count of failing calls) "
+        "instead of at --timeout",
     )
 
     doctor = commands.add_parser(
@@ -38,26 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--module", help="a module that sets up the application's logging")
     doctor.add_argument("--logger", help="as twistd --logger=NAME, e.g. twisted_safelog.observer")
 
-    child = commands.add_parser("_incident-child", help=argparse.SUPPRESS)
-    child.add_argument("variant")
-    child.add_argument("--hardened", action="store_true")
-    child.add_argument("--events", type=int, required=True)
-    child.add_argument("--workdir", type=Path, required=True)
-    child.add_argument("--status", type=Path, required=True)
-
     args = parser.parse_args(argv)
-    if args.command == "_incident-child":
-        from ._incident import childMain
-
-        return childMain(args.variant, args.hardened, args.events, args.workdir, args.status)
     if args.command == "doctor":
         from ._doctor import runDoctor
 
         return runDoctor(tac=args.tac, module=args.module, logger=args.logger)
     if args.command == "demo":
-        from ._demo import runDemo
+        from .incident import runDemo
 
-        return runDemo(args.variant or ["incident"], args.events, args.timeout)
+        return runDemo(
+            args.variant or ["incident"], args.events, args.timeout, stopAtProof=args.stop_at_proof
+        )
     parser.error(f"unknown command {args.command!r}")
     return 2
 

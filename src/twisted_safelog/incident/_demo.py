@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from ._incident import VARIANTS, IncidentResult, runIncident
+from ._harness import IncidentResult, loopProof, resultsOf, startIncident
+from ._variants import VARIANTS
 
 __all__ = ["runDemo"]
 
@@ -26,6 +27,8 @@ def _completed(r: IncidentResult) -> str:
     text = f"{r.completed:,} of {r.events:,}"
     if r.timedOut:
         text += f" (killed at {r.elapsed:.0f} s)"
+    elif r.proven:
+        text += f" (killed at {r.elapsed:.1f} s, loop proven)"
     return text
 
 
@@ -72,13 +75,39 @@ def table(plain: IncidentResult, safe: IncidentResult) -> str:
     return "\n".join(lines)
 
 
+def _verdict(plain: IncidentResult) -> str:
+    if plain.looped:
+        return "plain Twisted looped"
+    if plain.done and plain.failingCalls > 3 * plain.events:
+        perEvent = plain.failingCalls / plain.events
+        return f"plain Twisted finished, nesting {perEvent:,.0f} failing calls per event"
+    return (
+        f"plain Twisted did not loop this time ({plain.failingCalls:,} failing calls, "
+        f"{loopProof(plain.events):,} prove the loop)"
+    )
+
+
 def runDemo(
-    variants: Sequence[str], events: int = 300, timeout: float = 5.0, out: TextIO | None = None
+    variants: Sequence[str],
+    events: int = 300,
+    timeout: float = 5.0,
+    out: TextIO | None = None,
+    stopAtProof: bool = False,
 ) -> int:
     """
-    Run each variant with plain Twisted (killed after C{timeout} seconds)
-    and with twisted-safelog, print a table for each, and return 0 if every
-    hardened run behaved.
+    Run each variant with plain Twisted and with twisted-safelog (at the
+    same time), print a table for each, and say whether every hardened run
+    behaved.
+
+    @param variants: Names from L{VARIANTS}, or C{"all"}.
+    @param events: Application events per run.
+    @param timeout: Seconds after which the plain run is killed (the
+        hardened run gets at least 60).
+    @param out: Where to print (default: C{sys.stdout}).
+    @param stopAtProof: End the plain run as soon as the loop is proven
+        (L{loopProof} failing calls) instead of at C{timeout}.
+    @return: 0 if every hardened run behaved (L{IncidentResult.problems}
+        is empty), 1 if one did not, 2 for an unknown variant.
     """
     write = (out or sys.stdout).write
     names = list(VARIANTS) if "all" in variants else list(variants)
@@ -88,19 +117,21 @@ def runDemo(
         return 2
     failures = 0
     for name in names:
-        write(f"\n== {name}: {VARIANTS[name][1]}\n")
+        write(f"\n== {name}: {VARIANTS[name].description}\n")
         write(
             "   twistd-style logging (stdio redirected), a failing sink, "
             f"{events} application events\n\n"
         )
-        plain = runIncident(name, hardened=False, events=events, timeout=timeout)
-        safe = runIncident(name, hardened=True, events=events, timeout=max(timeout, 30.0))
+        plainRun = startIncident(
+            name, hardened=False, events=events, timeout=timeout, stopAtProof=stopAtProof
+        )
+        safeRun = startIncident(name, hardened=True, events=events, timeout=max(timeout, 60.0))
+        plain, safe = resultsOf([plainRun, safeRun])
         write(table(plain, safe) + "\n")
         problems = safe.problems()
         if problems:
             failures += 1
             write("twisted-safelog did NOT behave: " + "; ".join(problems) + "\n")
         else:
-            verdict = "looped" if plain.looped else "did not loop this time"
-            write(f"plain Twisted {verdict}; twisted-safelog completed every event.\n")
+            write(f"{_verdict(plain)}; twisted-safelog completed every event.\n")
     return 1 if failures else 0

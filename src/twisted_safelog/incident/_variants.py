@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_incident -*-
 """
 Every measured shape of the Twisted/stdlib logging feedback loop, as set-up
-functions for a child process (see L{twisted_safelog._incident}).
+functions for a child process (see L{twisted_safelog.incident.runIncident}).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from attrs import define, field
+from attrs import define, field, frozen
 
-__all__ = ["VARIANTS", "Context"]
+__all__ = ["VARIANTS", "Context", "Variant"]
 
 H = TypeVar("H", bound=logging.Handler)
 
@@ -28,17 +28,56 @@ H = TypeVar("H", bound=logging.Handler)
 class Context:
     """
     What a variant's set-up gets and gives back.
+
+    @ivar workdir: The run's own directory: log files, the status file.
+    @ivar hardened: Is this the twisted-safelog run (or plain Twisted)?
+    @ivar failingCalls: A one-item list: how often the failing sinks were
+        called (the loop's heartbeat).
+    @ivar observers: Observers to begin logging to, besides the healthy
+        witness file observer.
+    @ivar log: Logs one application event, given its number.
+    @ivar extra: Variant-specific counters, copied into the status.
     """
 
     workdir: Path
     hardened: bool
     failingCalls: list[int] = field(factory=lambda: [0])
-    #: observers to begin logging to (besides the witness file observer)
     observers: list[Any] = field(factory=list)
-    #: logs one application event
     log: Callable[[int], None] | None = None
-    #: variant-specific counters copied into the status
     extra: dict[str, Callable[[], int]] = field(factory=dict)
+
+
+@frozen
+class Variant:
+    """
+    One shape of the loop, and what each side is expected to do with it.
+
+    @ivar setup: Sets the variant up in the child process.
+    @ivar description: What it is, in a few words.
+    @ivar plainLoops: Does plain Twisted loop for ever on it (rather than
+        nest a bounded number of failing calls per event and finish)?
+    @ivar failingSinks: How many always-failing sinks it has.
+    @ivar perEvent: Calls of the failing sink that each application event
+        makes even when hardened (C{logging.lastResort} is called once per
+        warning: it works, its output is the echo that is stopped).
+    """
+
+    setup: Callable[[Context], None]
+    description: str
+    plainLoops: bool = True
+    failingSinks: int = 1
+    perEvent: int = 0
+
+    #: Calls of one failing sink a hardened run may make: its first few
+    #: successes, five failures, and a probe or two if the run is slow.
+    QUARANTINE_LIMIT = 20
+
+    def hardenedLimit(self, events: int) -> int:
+        """
+        The most calls of the failing sinks a hardened run of C{events}
+        application events may make: what the demo and the suite both check.
+        """
+        return self.QUARANTINE_LIMIT * self.failingSinks + self.perEvent * events
 
 
 def _counting(base: type[H], ctx: Context) -> type[H]:
@@ -237,16 +276,26 @@ def v_fanout(ctx: Context) -> None:
     ctx.observers.extend(AlwaysFails(n) for n in range(7))
 
 
-#: name -> (set-up, what it is, does plain Twisted loop forever on it?)
-VARIANTS: dict[str, tuple[Callable[[Context], None], str]] = {
-    "incident": (v_incident, "rotating handler whose rollover rename() fails (bpo-18940)"),
-    "missing-directory": (v_missingDirectory, "stock RotatingFileHandler, log directory deleted"),
-    "legacy-bridge": (v_legacyBridge, "twisted.python.log.PythonLoggingObserver bridge"),
-    "both-bridges": (v_bothBridges, "STDLibLogObserver and PythonLoggingObserver together"),
-    "stdlib-application": (v_stdlibApplication, "application logs through stdlib logging"),
-    "py27-handleError": (v_py27HandleError, "handler with a Python-2.7-style handleError"),
-    "raising-formatter": (v_raisingFormatter, "a logging.Formatter that raises (Twisted #9906)"),
-    "syslog-and-file": (v_syslogAndFile, "UDP SysLogHandler to a dead port + failing file"),
-    "last-resort": (v_lastResort, "no stdlib handler: logging.lastResort writes to stderr"),
-    "fanout": (v_fanout, "seven always-failing Twisted observers"),
+#: Every variant by name; the first is the demo's default.
+VARIANTS: dict[str, Variant] = {
+    "incident": Variant(v_incident, "rotating handler whose rollover rename() fails (bpo-18940)"),
+    "missing-directory": Variant(
+        v_missingDirectory, "stock RotatingFileHandler, log directory deleted"
+    ),
+    "legacy-bridge": Variant(v_legacyBridge, "twisted.python.log.PythonLoggingObserver bridge"),
+    "both-bridges": Variant(v_bothBridges, "STDLibLogObserver and PythonLoggingObserver together"),
+    "stdlib-application": Variant(v_stdlibApplication, "application logs through stdlib logging"),
+    "py27-handleError": Variant(v_py27HandleError, "handler with a Python-2.7-style handleError"),
+    "raising-formatter": Variant(
+        v_raisingFormatter, "a logging.Formatter that raises (Twisted #9906)"
+    ),
+    "syslog-and-file": Variant(v_syslogAndFile, "UDP SysLogHandler to a dead port + failing file"),
+    "last-resort": Variant(
+        v_lastResort,
+        "no stdlib handler: logging.lastResort writes to stderr",
+        plainLoops=False,
+        failingSinks=0,
+        perEvent=1,
+    ),
+    "fanout": Variant(v_fanout, "seven always-failing Twisted observers", failingSinks=7),
 }
