@@ -11,7 +11,8 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher
 
-from twisted_safelog import SafeHandler, SafeObserver, install, installed, uninstall
+from twisted_safelog import SafeObserver, hardeningOf, install, installed, uninstall
+from twisted_safelog._handlers import hardenings
 from twisted_safelog.testing import RaisingObserver, RecordingObserver
 
 from .helpers import ListHandler, RecordingReporter
@@ -101,15 +102,17 @@ def test_stdlibHandlersNowAndLaterAreHardenedAndRestored(publisher: LogPublisher
     try:
         install(publisher, reporter=RecordingReporter(), clock=Clock())
         logger.addHandler(late)
-        assert all(isinstance(h, SafeHandler) for h in logger.handlers)
+        assert logger.handlers == [early, late], "the application's own objects"
+        assert all(hardeningOf(h) is not None for h in logger.handlers)
         logger.warning("x")
         assert len(early.records) == len(late.records) == 1
         logger.removeHandler(late)
-        assert len(logger.handlers) == 1
+        assert logger.handlers == [early]
         logger.addHandler(late)
         uninstall(publisher)
         assert logger.handlers == [early, late]
-        assert "handleError" not in early.__dict__
+        assert hardeningOf(early) is None and hardeningOf(late) is None
+        assert "handleError" not in early.__dict__ and "emit" not in early.__dict__
         assert logging.Logger.addHandler is not None
         other = ListHandler()
         logger.addHandler(other)
@@ -125,7 +128,8 @@ def test_sharedHandlerGetsOneBreaker(publisher: LogPublisher) -> None:
         install(publisher, reporter=RecordingReporter(), clock=Clock())
         a.addHandler(shared)
         b.addHandler(shared)
-        assert a.handlers[0] is b.handlers[0]
+        assert a.handlers[0] is b.handlers[0] is shared
+        assert len([h for h in hardenings() if h.handler is shared]) == 1
     finally:
         uninstall(publisher)
         a.handlers[:] = []

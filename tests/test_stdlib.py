@@ -31,6 +31,7 @@ from twisted_safelog import (
     StdlibObserver,
     TwistedHandler,
     hardenHandlers,
+    hardeningOf,
     unhardenHandlers,
 )
 from twisted_safelog.testing import RecordingObserver
@@ -298,15 +299,17 @@ def test_hardenHandlersWrapsTheTreeInPlaceAndUnhardenRestores() -> None:
     try:
         hardened = hardenHandlers(reporter=RecordingReporter())
         assert {h.handler for h in hardened} >= {a, b}
-        assert isinstance(root.handlers[0], SafeHandler)
-        assert isinstance(child.handlers[0], SafeHandler)
-        assert child.handlers[1] is twistedBridge
+        assert root.handlers[0] is a, "hardened in place: the same object"
+        assert child.handlers == [b, twistedBridge]
+        assert hardeningOf(a) is not None and hardeningOf(b) is not None
+        assert hardeningOf(twistedBridge) is None
         assert hardenHandlers() == [], "hardening twice is harmless"
         child.info("still works")
         assert b.records[0].getMessage() == "still works"
         unhardenHandlers()
         assert root.handlers == [a]
         assert child.handlers == [b, twistedBridge]
+        assert "emit" not in vars(a) and "handleError" not in vars(a)
     finally:
         child.handlers[:] = []
 

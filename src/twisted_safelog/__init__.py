@@ -17,7 +17,15 @@ from ._file import (
     formatTextLine,
     safeFileLogObserver,
 )
-from ._handlers import SafeHandler, hardenHandlers, safeHandlerFor, unhardenHandlers
+from ._handlers import (
+    HandlerHardening,
+    SafeHandler,
+    hardenHandler,
+    hardenHandlers,
+    hardeningOf,
+    safeHandlerFor,
+    unhardenHandlers,
+)
 from ._install import Installation, install, installed, uninstall
 from ._loops import FeedbackLoop, findFeedbackLoops
 from ._nonblocking import NonBlockingObserver, OverflowPolicy
@@ -85,8 +93,11 @@ __all__ = [
     "StdlibObserver",
     "TwistedHandler",
     # _handlers
+    "HandlerHardening",
     "SafeHandler",
+    "hardenHandler",
     "hardenHandlers",
+    "hardeningOf",
     "safeHandlerFor",
     "unhardenHandlers",
     # _stats

@@ -1,7 +1,14 @@
-# -*- test-case-name: tests.test_stdlib -*-
+# -*- test-case-name: tests.test_handlers,tests.test_stdlib -*-
 """
-L{SafeHandler}: the hardening of L{SafeObserver} around any stdlib handler,
-and the helpers that put it in place across a logger tree.
+The hardening of L{SafeObserver} for stdlib handlers, applied I{in place}:
+the application's own handler object stays where it is (in
+C{logger.handlers}, in C{logging._handlerList}, in its own variables), and
+only two instance attributes change, C{emit} and C{handleError}, so that a
+failure takes the hardened path. Level, filters, formatter, lock, C{handle},
+C{flush}, C{close} and C{removeHandler} are the handler's own, untouched.
+
+L{SafeHandler} is the explicit form: a handler that you attach instead of
+the one it hardens, for code that wants a separate object.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
@@ -17,7 +25,7 @@ from ._breaker import IClock
 from ._guard import currentThread
 from ._policy import Policy
 from ._registry import IHardenedSink
-from ._report import IReporter, defaultReporter, describe
+from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._safe import HardenedSink
 from ._stats import SinkStats
 from ._stdlib import TwistedHandler
@@ -28,8 +36,12 @@ if TYPE_CHECKING:
     from ._policy import PolicySettings
 
 __all__ = [
+    "HandlerHardening",
     "SafeHandler",
+    "hardenHandler",
     "hardenHandlers",
+    "hardeningOf",
+    "hardenings",
     "loggerTree",
     "safeHandlerFor",
     "unhardenHandler",
@@ -43,32 +55,23 @@ class _HandlerFailed(Exception):
     """
 
 
-@implementer(IHardenedSink)
-class SafeHandler(logging.Handler):
+#: Every hardening alive in the process (each dies with its handler).
+_alive: weakref.WeakSet[HandlerHardening] = weakref.WeakSet()
+_hardenLock = threading.RLock()
+
+
+class HandlerHardening:
     """
-    A stdlib handler around another, with the guarantees of L{SafeObserver}:
-    a per-thread reentry guard, a circuit breaker that quarantines the
-    handler after C{failureThreshold} consecutive failures, a replay buffer
-    of records, a C{fallback} handler, out-of-band reports and exact
-    counters (L{stats}).
+    The hardening of one stdlib handler, in place: the handler's C{emit} is
+    the C{core} (a L{HardenedSink} around the handler's own C{emit}) and its
+    C{handleError} records the error for the core instead of printing a
+    traceback to C{sys.stderr}. Made by L{hardenHandler}; found again with
+    L{hardeningOf}. The core is what the registry of hardened sinks lists.
 
-    Stdlib handlers swallow their own errors and call C{handleError}, which
-    writes a traceback to C{sys.stderr} (under twistd, the log again).
-    SafeHandler replaces the wrapped handler's C{handleError} so that such a
-    failure is counted by the breaker and reported out of band, and nothing
-    is ever written to C{sys.stderr}. L{close} puts it back.
-
-    The level mirrors the wrapped handler's (C{setLevel} sets both);
-    C{setFormatter} and C{flush} go to the wrapped handler.
-
-    @param handler: the stdlib handler to harden.
-    @param policy: the hardening settings (L{Policy}); keyword C{settings}
-        override its fields, as for L{SafeObserver}.
-    @param fallback: a handler that also receives the records this one
-        cannot take; hardened itself (same policy, no buffer).
-    @param name: what reports and L{stats} call the handler.
-    @param reporter: where failures and state changes are reported.
-    @param clock: provides C{seconds()}; a monotonic clock by default.
+    The hardening holds its handler weakly: the handler lives exactly as
+    long as the application keeps it, and the hardening dies with it. If
+    records were still buffered for it then, they are counted as dropped
+    (C{"shutdown"}) and reported.
     """
 
     def __init__(
@@ -83,32 +86,198 @@ class SafeHandler(logging.Handler):
         **settings: Unpack[PolicySettings],
     ) -> None:
         if not isinstance(handler, logging.Handler):
+            raise TypeError(f"a logging.Handler is needed, not {handler!r}")
+        policy = Policy.of(policy, settings, "hardenHandler()")
+        reporter = defaultReporter() if reporter is None else reporter
+        self._ref = weakref.ref(handler)
+        self.name = uniqueName(describe(handler), self) if name is None else name
+        self._originalEmit = handler.__dict__.get("emit")
+        self._originalHandleError = handler.__dict__.get("handleError")
+        self._classEmit = type(handler).emit
+        self._errors: dict[int, BaseException] = {}
+        fallbackHandle = None
+        if fallback is not None:
+            if not isinstance(fallback, SafeHandler):
+                hardenHandler(
+                    fallback,
+                    policy.replace(bufferSize=0),
+                    name=f"{self.name} (fallback)",
+                    reporter=reporter,
+                    clock=clock,
+                )
+            fallbackHandle = fallback.handle
+        self.fallback = fallback
+        self.core: HardenedSink[logging.LogRecord] = HardenedSink(
+            self._emit,
+            policy,
+            name=self.name,
+            fallback=fallbackHandle,
+            reporter=reporter,
+            clock=clock,
+        )
+        handler.__dict__["emit"] = self.core
+        handler.__dict__["handleError"] = self._capture
+        # Not a weakref callback: a handler often dies in a reference cycle
+        # (a failure's traceback holds its frames), and a callback dies with
+        # it uncalled; a finalizer is kept alive on its own.
+        weakref.finalize(handler, _handlerCollected, self.core).atexit = False
+        _alive.add(self)
+
+    def __repr__(self) -> str:
+        return f"<HandlerHardening {self.name} {self.core.breaker.state.value}>"
+
+    @property
+    def handler(self) -> logging.Handler | None:
+        """
+        The hardened handler, or L{None} once the application let it go.
+        """
+        return self._ref()
+
+    def stats(self) -> SinkStats:
+        """
+        An immutable snapshot of the handler's counters and state.
+        """
+        return self.core.stats()
+
+    def _emit(self, record: logging.LogRecord) -> None:
+        """
+        The core's sink: the handler's own C{emit}; an error it passed to
+        C{handleError} is raised here, for the core to count.
+        """
+        errors = self._errors
+        if errors:
+            errors.pop(currentThread(), None)
+        override = self._originalEmit
+        if override is not None:
+            override(record)
+        else:
+            handler = self._ref()
+            if handler is None:
+                raise ReferenceError("the handler was garbage-collected")
+            self._classEmit(handler, record)
+        if errors:
+            error = errors.pop(currentThread(), None)
+            if error is not None:
+                raise error
+
+    def _capture(self, record: logging.LogRecord) -> None:
+        """
+        Replaces the handler's C{handleError}: remember the error for
+        L{_emit} instead of printing it.
+        """
+        error = sys.exc_info()[1]
+        if error is None:
+            error = _HandlerFailed(f"{self.name} called handleError")
+        self._errors[currentThread()] = error
+
+    def undo(self) -> None:
+        """
+        Give the handler its own C{emit} and C{handleError} back.
+        """
+        _alive.discard(self)
+        handler = self._ref()
+        if handler is None:
+            return
+        for attribute, original in (
+            ("emit", self._originalEmit),
+            ("handleError", self._originalHandleError),
+        ):
+            if original is None:
+                handler.__dict__.pop(attribute, None)
+            else:
+                handler.__dict__[attribute] = original
+
+
+def _handlerCollected(core: HardenedSink[logging.LogRecord]) -> None:
+    """
+    Records still buffered for a handler nobody holds any more cannot be
+    written: count and report them (nothing lost silently).
+    """
+    try:
+        if core.stats().buffered:
+            core.close()
+    except Exception:
+        pass
+
+
+def hardeningOf(handler: logging.Handler) -> HandlerHardening | None:
+    """
+    The hardening applied to C{handler} in place, if any.
+    """
+    capture = handler.__dict__.get("handleError")
+    owner = getattr(capture, "__self__", None)
+    return owner if isinstance(owner, HandlerHardening) else None
+
+
+def hardenings() -> list[HandlerHardening]:
+    """
+    Every handler hardening alive in the process.
+    """
+    return list(_alive)
+
+
+def hardenHandler(
+    handler: logging.Handler, policy: Policy | None = None, **arguments: Any
+) -> HandlerHardening:
+    """
+    Harden C{handler} in place (see L{HandlerHardening}) and return the
+    hardening; if it is hardened already, return that hardening unchanged
+    (a handler shared by several loggers has one breaker). C{policy} and
+    C{arguments} are L{HandlerHardening}'s, checked even then.
+    """
+    policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandler()")
+    others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
+    with _hardenLock:
+        existing = hardeningOf(handler)
+        if existing is not None:
+            return existing
+        return HandlerHardening(handler, policy, **others)
+
+
+_NOT_SETTINGS = frozenset({"name", "fallback", "reporter", "clock"})
+
+
+def _settingsOnly(arguments: dict[str, Any]) -> Any:
+    return {k: v for k, v in arguments.items() if k not in _NOT_SETTINGS}
+
+
+@implementer(IHardenedSink)
+class SafeHandler(logging.Handler):
+    """
+    A stdlib handler that you attach instead of C{handler}, with the
+    guarantees of L{SafeObserver}: a per-thread reentry guard, a circuit
+    breaker that quarantines the handler after C{failureThreshold}
+    consecutive failures, a replay buffer of records, a C{fallback} handler,
+    out-of-band reports and exact counters (L{stats}). It hardens C{handler}
+    in place (L{hardenHandler}) and hands it every record that passes its
+    own level and filters.
+
+    The level mirrors the wrapped handler's (C{setLevel} sets both);
+    C{setFormatter} and C{flush} go to the wrapped handler. L{close} undoes
+    the hardening and closes the wrapped handler.
+    """
+
+    def __init__(
+        self,
+        handler: logging.Handler,
+        policy: Policy | None = None,
+        *,
+        name: str | None = None,
+        fallback: logging.Handler | None = None,
+        reporter: IReporter | None = None,
+        clock: IClock | None = None,
+        **settings: Unpack[PolicySettings],
+    ) -> None:
+        if not isinstance(handler, logging.Handler) or isinstance(handler, SafeHandler):
             raise TypeError(f"SafeHandler needs a logging.Handler, not {handler!r}")
         policy = Policy.of(policy, settings, "SafeHandler()")
         super().__init__(handler.level)
         self.handler = handler
-        reporter = defaultReporter() if reporter is None else reporter
-        name = name if name is not None else describe(handler)
-        if fallback is not None and not isinstance(fallback, SafeHandler):
-            fallback = SafeHandler(
-                fallback,
-                policy.replace(bufferSize=0),
-                name=f"{name} (fallback)",
-                reporter=reporter,
-                clock=clock,
-            )
-        self.fallback = fallback
-        self._errors: dict[int, BaseException] = {}
-        self.core: HardenedSink[logging.LogRecord] = HardenedSink(
-            self._handleInner,
-            policy,
-            name=name,
-            fallback=None if fallback is None else fallback.handle,
-            reporter=reporter,
-            clock=clock,
+        self.hardening = hardenHandler(
+            handler, policy, name=name, fallback=fallback, reporter=reporter, clock=clock
         )
-        self._originalHandleError = handler.__dict__.get("handleError")
-        handler.handleError = self._capture  # type: ignore[method-assign]
+        self.core = self.hardening.core
+        self.fallback = self.hardening.fallback
 
     def __repr__(self) -> str:
         return f"<SafeHandler {self.core.name} {self.core.breaker.state.value}>"
@@ -129,31 +298,12 @@ class SafeHandler(logging.Handler):
         """
         self.core.drain()
 
-    def _capture(self, record: logging.LogRecord) -> None:
-        """
-        Replaces the wrapped handler's C{handleError}: remember the error for
-        L{_handleInner} instead of printing it.
-        """
-        error = sys.exc_info()[1]
-        if error is None:
-            error = _HandlerFailed(f"{describe(self.handler)} called handleError")
-        self._errors[currentThread()] = error
-
-    def _handleInner(self, record: logging.LogRecord) -> None:
-        tid = currentThread()
-        self._errors.pop(tid, None)
-        self.handler.handle(record)
-        error = self._errors.pop(tid, None)
-        if error is not None:
-            raise error
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        # No lock of our own around the wrapped handler: it takes its own,
-        # and the breaker must see other threads while one is stuck.
+    def handle(self, record: logging.LogRecord) -> Any:
+        # No lock of our own: the wrapped handler takes its own.
         rv = self.filter(record)
         if rv:
-            self.core(record)
-        return bool(rv)
+            self.handler.handle(record)
+        return rv
 
     def emit(self, record: logging.LogRecord) -> None:
         self.core(record)
@@ -174,10 +324,10 @@ class SafeHandler(logging.Handler):
     def close(self) -> None:
         """
         Drop what is still buffered (counted, reason C{"shutdown"}), give the
-        wrapped handler its C{handleError} back and close it.
+        wrapped handler its C{emit} and C{handleError} back and close it.
         """
         self.core.close()
-        unhardenHandler(self)
+        self.hardening.undo()
         try:
             self.handler.close()
         except Exception as error:
@@ -204,78 +354,61 @@ def loggerTree(top: logging.Logger | None = None) -> list[logging.Logger]:
     return [top, *(logger for logger in existing if logger.name.startswith(prefix))]
 
 
-_hardenLock = threading.RLock()
-
-#: The attribute on a wrapped handler that points at its SafeHandler, so a
-#: handler shared by several loggers gets one breaker, not one per logger.
-_SAFE_ATTRIBUTE = "_twisted_safelog_safeHandler"
-
-
 def safeHandlerFor(handler: logging.Handler, **safeHandlerArguments: Any) -> SafeHandler:
     """
-    The L{SafeHandler} around C{handler}: the one made before if there is
-    one (a handler attached to several loggers is hardened once), or a new
-    one. A L{SafeHandler} is returned as it is.
+    A L{SafeHandler} around C{handler} (C{handler} itself if it is one). All
+    the L{SafeHandler}s around one handler share its one hardening.
     """
     if isinstance(handler, SafeHandler):
         return handler
-    with _hardenLock:
-        existing = handler.__dict__.get(_SAFE_ATTRIBUTE)
-        if isinstance(existing, SafeHandler) and existing.handler is handler:
-            return existing
-        safe = SafeHandler(handler, **safeHandlerArguments)
-        handler.__dict__[_SAFE_ATTRIBUTE] = safe
-        return safe
+    return SafeHandler(handler, **safeHandlerArguments)
 
 
-def _needsHardening(handler: logging.Handler) -> bool:
-    return not isinstance(handler, SafeHandler | TwistedHandler)
+def needsHardening(handler: logging.Handler) -> bool:
+    """
+    Should C{handler} be hardened? Not if it is hardened already, is a
+    L{SafeHandler}, or is a L{TwistedHandler} (which cannot fail that way).
+    """
+    return not isinstance(handler, SafeHandler | TwistedHandler) and hardeningOf(handler) is None
 
 
 def hardenHandlers(
-    logger: logging.Logger | None = None, **safeHandlerArguments: Any
-) -> list[SafeHandler]:
+    logger: logging.Logger | None = None, **arguments: Any
+) -> list[HandlerHardening]:
     """
-    Replace every handler attached to C{logger} and the loggers below it
-    (the whole tree, from the root, by default) with a L{SafeHandler}
-    around it, in place; a handler shared by several loggers gets one
-    L{SafeHandler}. Handlers that already are L{SafeHandler}s, and
-    L{TwistedHandler}s (which cannot fail that way), are left alone.
-    Returns the L{SafeHandler}s it put in place.
+    Harden every handler attached to C{logger} and the loggers below it
+    (the whole tree, from the root, by default) in place: C{logger.handlers}
+    keeps the same objects. A handler shared by several loggers is hardened
+    once; L{SafeHandler}s, L{TwistedHandler}s and handlers hardened already
+    are left alone. Returns the hardenings it made.
     """
-    hardened: list[SafeHandler] = []
+    made: list[HandlerHardening] = []
     with _hardenLock:
         for each in loggerTree(logger):
-            for index, handler in enumerate(list(each.handlers)):
-                if _needsHardening(handler):
-                    safe = safeHandlerFor(handler, **safeHandlerArguments)
-                    each.handlers[index] = safe
-                    if safe not in hardened:
-                        hardened.append(safe)
-    return hardened
+            for handler in list(each.handlers):
+                if needsHardening(handler):
+                    made.append(HandlerHardening(handler, **arguments))
+    return made
 
 
-def unhardenHandler(safe: SafeHandler) -> logging.Handler:
+def unhardenHandler(handler: logging.Handler) -> logging.Handler:
     """
-    Give the wrapped handler its C{handleError} back; return it.
+    Undo the hardening of C{handler} (or of the handler a L{SafeHandler}
+    wraps); return the plain handler.
     """
-    inner = safe.handler
-    if safe._originalHandleError is None:
-        inner.__dict__.pop("handleError", None)
-    else:
-        inner.handleError = safe._originalHandleError  # type: ignore[method-assign]
-    if inner.__dict__.get(_SAFE_ATTRIBUTE) is safe:
-        del inner.__dict__[_SAFE_ATTRIBUTE]
+    inner = handler.handler if isinstance(handler, SafeHandler) else handler
+    hardening = hardeningOf(inner)
+    if hardening is not None:
+        hardening.undo()
     return inner
 
 
 def unhardenHandlers(logger: logging.Logger | None = None) -> None:
     """
-    Undo L{hardenHandlers}: put the wrapped handlers back in place (their
-    C{handleError} restored), without closing them.
+    Undo L{hardenHandlers} for C{logger} and the loggers below it (the
+    whole tree by default), without closing anything.
     """
     with _hardenLock:
         for each in loggerTree(logger):
-            for index, handler in enumerate(list(each.handlers)):
-                if isinstance(handler, SafeHandler):
-                    each.handlers[index] = unhardenHandler(handler)
+            for handler in list(each.handlers):
+                unhardenHandler(handler)

@@ -4,29 +4,23 @@ C{install()} / C{uninstall()}: harden a whole process's logging in place.
 
 Every observer already on a L{LogPublisher} (the global one by default) is
 wrapped in a L{SafeObserver}, and so is every observer added later; every
-stdlib handler already attached is wrapped in a L{SafeHandler}, and so is
-every handler attached later. C{removeObserver(original)} and
-C{logger.removeHandler(original)} keep working, and L{uninstall} puts
-everything back as it was.
+stdlib handler already attached is hardened in place (the same object stays
+in C{logger.handlers}; see L{HandlerHardening}), and so is every handler
+attached later. C{removeObserver(original)} keeps working, and L{uninstall}
+puts everything back as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
 from ._breaker import IClock
-from ._handlers import (
-    SafeHandler,
-    _needsHardening,
-    hardenHandlers,
-    loggerTree,
-    safeHandlerFor,
-    unhardenHandler,
-)
+from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, hardenings, needsHardening
 from ._policy import Policy
 from ._registry import isHardened
 from ._report import IReporter
@@ -108,8 +102,8 @@ class Installation:
         """
         for _, wrapper in list(self.wrappers.values()):
             wrapper.close()
-        for safe in list(_hardenedHandlers):
-            safe.core.close()
+        for hardening in hardenings():
+            hardening.core.close()
 
     def undo(self) -> None:
         originals = {id(w): o for o, w in self.wrappers.values()}
@@ -124,49 +118,33 @@ class Installation:
 # -- stdlib handlers attached later --------------------------------------------
 
 _originalAddHandler = logging.Logger.addHandler
-_originalRemoveHandler = logging.Logger.removeHandler
 _handlerArguments: dict[str, Any] = {}
-_hardenedHandlers: list[SafeHandler] = []
+#: The hardenings install() made, held weakly: each dies with its handler.
+_installHardened: weakref.WeakSet[HandlerHardening] = weakref.WeakSet()
 
 
 def _addHandler(self: logging.Logger, hdlr: logging.Handler) -> None:
-    if _needsHardening(hdlr):
-        safe = safeHandlerFor(hdlr, **_handlerArguments)
-        if safe not in _hardenedHandlers:
-            _hardenedHandlers.append(safe)
-        hdlr = safe
+    # Harden the handler object itself, in place, and attach that very
+    # object: `hdlr in logger.handlers` stays true, removeHandler(hdlr)
+    # needs no help.
+    if needsHardening(hdlr):
+        _installHardened.add(hardenHandler(hdlr, **_handlerArguments))
     _originalAddHandler(self, hdlr)
-
-
-def _removeHandler(self: logging.Logger, hdlr: logging.Handler) -> None:
-    for attached in list(self.handlers):
-        if isinstance(attached, SafeHandler) and attached.handler is hdlr:
-            _originalRemoveHandler(self, attached)
-            return
-    _originalRemoveHandler(self, hdlr)
 
 
 def _patchStdlib(arguments: dict[str, Any]) -> None:
     _handlerArguments.clear()
     _handlerArguments.update(arguments)
-    for safe in hardenHandlers(**arguments):
-        if safe not in _hardenedHandlers:
-            _hardenedHandlers.append(safe)
+    for hardening in hardenHandlers(**arguments):
+        _installHardened.add(hardening)
     logging.Logger.addHandler = _addHandler  # type: ignore[method-assign]
-    logging.Logger.removeHandler = _removeHandler  # type: ignore[method-assign]
 
 
 def _unpatchStdlib() -> None:
     logging.Logger.addHandler = _originalAddHandler  # type: ignore[method-assign]
-    logging.Logger.removeHandler = _originalRemoveHandler  # type: ignore[method-assign]
-    mine = {id(safe) for safe in _hardenedHandlers}
-    for each in loggerTree():
-        for index, handler in enumerate(list(each.handlers)):
-            if id(handler) in mine:
-                each.handlers[index] = handler.handler  # type: ignore[attr-defined]
-    for safe in _hardenedHandlers:
-        unhardenHandler(safe)
-    _hardenedHandlers.clear()
+    for hardening in list(_installHardened):
+        hardening.undo()
+    _installHardened.clear()
 
 
 # -- public ----------------------------------------------------------------------
@@ -183,8 +161,8 @@ def install(
 ) -> Installation:
     """
     Harden C{publisher} (the global one by default): wrap every observer on
-    it, now and later, in a L{SafeObserver}; with C{stdlib=True}, wrap
-    every stdlib handler, attached now or later, in a L{SafeHandler}.
+    it, now and later, in a L{SafeObserver}; with C{stdlib=True}, harden
+    every stdlib handler, attached now or later, in place.
 
     Calling it again on the same publisher returns the existing installation
     and changes nothing.

@@ -30,7 +30,7 @@ from twisted.logger import (
     globalLogPublisher,
 )
 
-from ._handlers import SafeHandler, loggerTree
+from ._handlers import SafeHandler, hardeningOf, loggerTree
 from ._nonblocking import NonBlockingObserver
 from ._report import describe
 from ._safe import HardenedSink
@@ -196,6 +196,8 @@ def _handlerLoops(
     if isinstance(handler, SafeHandler):
         guards = (*guards, "SafeHandler")
         handler = handler.handler
+    elif hardeningOf(handler) is not None:
+        guards = (*guards, "SafeHandler")
     name = _name(handler)
     if isinstance(handler, TwistedHandler):
         extra = ("provenance marks",) if marks else ()

@@ -20,7 +20,7 @@ from ._breaker import BreakerState, CircuitBreaker, IClock
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
-from ._report import IReporter, defaultReporter, describe
+from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._stats import Counter, DropReason, Drops, SinkStats
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class HardenedSink(Generic[T]):
             raise TypeError(f"{type(self).__name__} needs a callable sink, not {sink!r}")
         self.policy = policy = Policy.of(policy, settings, f"{type(self).__name__}()")
         self._target = sink
-        self.name = name if name is not None else describe(sink)
+        self.name = name if name is not None else uniqueName(describe(sink), self)
         # Read on every quarantined event: plain attributes, not lookups.
         self.bufferSize = policy.bufferSize
         self.retryFailed = policy.retryFailed
@@ -428,7 +428,7 @@ class SafeObserver(HardenedSink[LogEvent]):
         if legacy or (legacy is None and _isLegacyObserver(observer)):
             observer = LegacyLogObserverWrapper(observer)  # type: ignore[arg-type]
         self.observer = observer
-        name = name if name is not None else describe(observer)
+        name = name if name is not None else uniqueName(describe(observer), self)
         reporter = defaultReporter() if reporter is None else reporter
         if fallback is not None and not isHardened(fallback):
             fallback = SafeObserver(
