@@ -145,6 +145,7 @@ class NonBlockingObserver:
         self._setUpThreading()
         self._shutdownTriggerAdded = False
         self._synchronous = False
+        self._lastError: str | None = None
         _instances.add(self)
         register(self)
 
@@ -276,6 +277,7 @@ class NonBlockingObserver:
                     # A hardened sink does not raise; if something still
                     # does, the worker keeps going.
                     self._failed.increment()
+                    self._lastError = describe(error)
                     try:
                         self.reporter.failure(self.name, error, describe(error))
                     except Exception:
@@ -394,12 +396,15 @@ class NonBlockingObserver:
         This observer's own counters (the queue); the wrapped sink has its
         own L{SinkStats} in C{observer.stats()}.
         """
+        sink = self.observer.stats()
         return SinkStats.fromCounters(
             self.name,
-            self.observer.breaker.state,
+            sink.state,
             self._received,
             self._delivered,
             self._failed,
             self._drops,
             len(self._queue) + self._inFlight,
+            since=sink.since,
+            lastError=self._lastError if self._lastError is not None else sink.lastError,
         )

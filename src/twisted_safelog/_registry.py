@@ -10,6 +10,7 @@ read it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import weakref
@@ -54,7 +55,10 @@ def isHardened(thing: object) -> bool:
 
 
 _lock = threading.Lock()
-_sinks: weakref.WeakSet[object] = weakref.WeakSet()
+# Keyed by a serial number, so the sinks are listed oldest first (stable
+# tables and metric series); the values are weak.
+_serial = itertools.count()
+_sinks: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
 
 
 def _afterForkInChild() -> None:
@@ -71,12 +75,12 @@ def register(sink: object) -> None:
     Add C{sink} (an L{IHardenedSink}) to the registry, weakly.
     """
     with _lock:
-        _sinks.add(sink)
+        _sinks[next(_serial)] = sink
 
 
 def hardenedSinks() -> list[IHardenedSink]:
     """
-    Every hardened sink alive now, in no particular order.
+    Every hardened sink alive now, oldest first.
     """
     with _lock:
-        return list(_sinks)  # type: ignore[arg-type]
+        return [sink for _, sink in sorted(_sinks.items())]  # type: ignore[misc]

@@ -8,6 +8,7 @@ once it is broken.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -22,6 +23,7 @@ from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._stats import Counter, DropReason, Drops, SinkStats
+from ._status import stateChanged
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -134,6 +136,9 @@ class HardenedSink(Generic[T]):
         self._drops = Drops()
         self._countReceived = self._received.increment
         self._countDelivered = self._delivered.increment
+        # For status(): written on the failure and state-change paths only.
+        self._since = time.time()
+        self._lastError: str | None = None
         register(self)
 
     def __repr__(self) -> str:
@@ -240,6 +245,7 @@ class HardenedSink(Generic[T]):
     def _failure(
         self, event: T, error: BaseException | None, description: str, attempt: int = 1
     ) -> None:
+        self._lastError = description
         requeued = self.retryFailed and attempt < self.maxAttempts and self._requeue(event, attempt)
         if not requeued:
             # Counted before the breaker hears of it, so that the state
@@ -331,6 +337,15 @@ class HardenedSink(Generic[T]):
             pass
 
     def _stateChanged(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        self._since = time.time()
+        try:
+            self._reportStateChange(breaker, old, new)
+        finally:
+            stateChanged()
+
+    def _reportStateChange(
+        self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
+    ) -> None:
         now = breaker.clock.seconds()
         counts = self.stats().summary()
         if new is _OPEN and old is _CLOSED:
@@ -366,6 +381,8 @@ class HardenedSink(Generic[T]):
             self._failed,
             self._drops,
             len(self._buffer),
+            self._since,
+            self._lastError,
         )
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from attrs import field, frozen
 
 from ._compat import StringEnum
 
-__all__ = ["Counter", "DropReason", "Drops", "SinkStats"]
+__all__ = ["Counter", "DropReason", "Drops", "SinkStats", "oneLine"]
 
 
 class DropReason(StringEnum):
@@ -107,6 +107,11 @@ class SinkStats:
     dropped: int
     droppedByReason: Mapping[str, int] = field(converter=_frozenMapping)
     buffered: int
+    #: When the state last changed (or the sink was made), in seconds since
+    #: the epoch.
+    since: float = 0.0
+    #: The last failure, in one short line; L{None} if it never failed.
+    lastError: str | None = None
 
     @classmethod
     def fromCounters(
@@ -118,6 +123,8 @@ class SinkStats:
         failed: Counter,
         drops: Drops,
         buffered: int,
+        since: float = 0.0,
+        lastError: str | None = None,
     ) -> SinkStats:
         """
         A snapshot of a sink's live counters; C{dropped} is the sum of the
@@ -133,6 +140,8 @@ class SinkStats:
             dropped=sum(byReason.values()),
             droppedByReason=byReason,
             buffered=buffered,
+            since=since,
+            lastError=None if lastError is None else oneLine(lastError),
         )
 
     def __getitem__(self, key: str) -> Any:
@@ -184,4 +193,14 @@ _FIELDS = (
     "dropped",
     "droppedByReason",
     "buffered",
+    "since",
+    "lastError",
 )
+
+
+def oneLine(text: str, limit: int = 160) -> str:
+    """
+    C{text} as one short line: its first line, cut to C{limit} characters.
+    """
+    line = text.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."
