@@ -42,6 +42,8 @@ from ._report import (
 )
 from ._safe import HardenedSink, SafeObserver
 from ._stats import DropReason, SinkStats
+from ._status import isHealthy, status
+from ._statusfile import RecentReports, StatusFile
 from ._stdlib import ORIGIN_KEY, StdlibObserver, TwistedHandler
 from ._twistd import observer
 
@@ -103,6 +105,11 @@ __all__ = [
     # _stats
     "DropReason",
     "SinkStats",
+    # _status, _statusfile: what operators see
+    "status",
+    "isHealthy",
+    "StatusFile",
+    "RecentReports",
     # _twistd: the factory for `twistd --logger=twisted_safelog.observer`
     "observer",
 ]

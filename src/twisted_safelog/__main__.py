@@ -66,7 +66,30 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--module", help="a module that sets up the application's logging")
     doctor.add_argument("--logger", help="as twistd --logger=NAME, e.g. twisted_safelog.observer")
 
+    statusCommand = commands.add_parser(
+        "status",
+        help="print a status file as a table; exit 0 healthy, 1 quarantined or stalled, "
+        "2 missing or stale",
+        description="Print the status file that TWISTED_SAFELOG_STATUS_FILE names as a table\n"
+        "(sink, state, since, delivered, failed, dropped by reason, last error).\n"
+        "Exit 0 when every sink is healthy, 1 when any is quarantined or stalled,\n"
+        "2 when the file is missing, stale or says the process stopped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    statusCommand.add_argument("path", help="the file TWISTED_SAFELOG_STATUS_FILE names")
+    statusCommand.add_argument("--json", action="store_true", help="print JSON for machines")
+    statusCommand.add_argument(
+        "--max-age",
+        type=float,
+        default=None,
+        help="seconds after which the file is stale (default: 3 intervals + 5s)",
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "status":
+        from ._statuscli import runStatus
+
+        return runStatus(args.path, asJSON=args.json, maxAge=args.max_age)
     if args.command == "doctor":
         from ._doctor import runDoctor
 
