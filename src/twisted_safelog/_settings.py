@@ -75,6 +75,31 @@ def _reports(name: str, value: object) -> str:
     return text if text.lower() not in ("auto", "stderr", "logfile") else text.lower()
 
 
+def _path(name: str, value: object) -> str:
+    """
+    A file path; empty means off.
+    """
+    return str(value).strip()
+
+
+def _port(name: str, value: object) -> int | None:
+    text = str(value).strip()
+    if text.lower() in ("", "off", "none"):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(
+            f"{name}={value!r} is not valid; use a TCP port number from 1 to 65535 "
+            "(0: any free port; off: none)"
+        )
+    return port
+
+
 _LEVELS = {"debug", "info", "warn", "error", "critical"}
 
 #: setting -> (parser, default, what it does). The environment variable is
@@ -107,6 +132,18 @@ SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
         "drop-newest",
         "what a full non-blocking queue does: drop-newest, drop-oldest, block",
     ),
+    "status_file": (
+        _path,
+        "",
+        "write the sinks' status as JSON to this file (python -m twisted_safelog status PATH)",
+    ),
+    "status_interval": (_number(float, 0, False), 5.0, "seconds between status file writes"),
+    "metrics_port": (
+        _port,
+        None,
+        "serve Prometheus /metrics on this port (needs twisted-safelog[prometheus])",
+    ),
+    "metrics_interface": (_path, "127.0.0.1", "the address /metrics listens on"),
 }
 
 
@@ -130,6 +167,10 @@ class Settings:
     nonblocking: bool = False
     queue_size: int = 10_000
     overflow: str = "drop-newest"
+    status_file: str = ""
+    status_interval: float = 5.0
+    metrics_port: int | None = None
+    metrics_interface: str = "127.0.0.1"
 
     @property
     def logLevel(self) -> Any:

@@ -32,11 +32,13 @@ from ._errors import ConfigurationError
 from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
 from ._install import install
 from ._nonblocking import NonBlockingObserver
+from ._operations import serveMetrics, statusFileFor
 from ._policy import Policy
 from ._registry import IHardenedSink
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
 from ._safe import SafeObserver
 from ._settings import Settings
+from ._statusfile import RecentReports, StatusFile
 
 __all__ = ["buildObserver", "observer", "twistdOptions"]
 
@@ -208,7 +210,18 @@ def buildObserver(
         if installSignalHandler:
             _reopenOnSIGUSR1(fileSink.writer.reopen)
 
-    reporter = Reporter(write=_reportWriter(settings, nodaemon, logWrite))
+    write = _reportWriter(settings, nodaemon, logWrite)
+    recent = None
+    if settings.status_file:
+        # The status file carries the last reports: they reach someone even
+        # when the log file is the broken sink and fd 2 is /dev/null.
+        recent = RecentReports()
+        write = _Tee(write, recent)
+    statusFile = statusFileFor(settings, recent)
+    metrics = serveMetrics(settings)
+    if statusFile is not None and metrics is not None:
+        statusFile.extra["metrics"] = metrics
+    reporter = Reporter(write=write)
     setDefaultReporter(reporter)
     sink.reporter = reporter
 
@@ -224,8 +237,22 @@ def buildObserver(
     installation = install(globalLogPublisher, policy=policy, reporter=reporter)
     flushers.extend(_bridge(settings, reporter, policy))
     if installSignalHandler:
-        _closeAtShutdown(*flushers, installation.close, sink.close, reporter.flush)
+        closers = [*flushers, installation.close, sink.close, reporter.flush]
+        if statusFile is not None:
+            closers.append(statusFile.stop)
+            _startWhenRunning(statusFile)
+        _closeAtShutdown(*closers)
     return _TwistdObserver(filtered, sink)
+
+
+def _startWhenRunning(statusFile: StatusFile) -> None:
+    """
+    Start the status file's writer once the reactor runs: twistd has
+    daemonized by then, so the thread is not lost in the fork.
+    """
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(statusFile.start)
 
 
 def _nonBlocking(sink: SafeObserver, settings: Settings, reporter: Reporter) -> NonBlockingObserver:

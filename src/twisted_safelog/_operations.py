@@ -1,0 +1,89 @@
+# -*- test-case-name: tests.test_operations -*-
+"""
+What the twistd factory sets up for operators: the status file
+(C{TWISTED_SAFELOG_STATUS_FILE}) and Prometheus metrics on 127.0.0.1
+(C{TWISTED_SAFELOG_METRICS_PORT}).
+
+Both are checked when the factory runs, so a bad path or a busy port ends
+twistd at start-up with one line; neither starts a thread before twistd
+forks (the status file's writer starts once the reactor runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._settings import ENV_PREFIX, Settings
+from ._statusfile import RecentReports, StatusFile
+
+__all__ = ["serveMetrics", "statusFileFor"]
+
+
+def statusFileFor(settings: Settings, reports: RecentReports | None) -> StatusFile | None:
+    """
+    The status file the settings ask for, its path checked; L{None} if none.
+    """
+    if not settings.status_file:
+        return None
+    statusFile = StatusFile(settings.status_file, settings.status_interval, reports=reports)
+    try:
+        statusFile.checkPath()
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{ENV_PREFIX}STATUS_FILE: {error}") from None
+    return statusFile
+
+
+def serveMetrics(settings: Settings) -> str | None:
+    """
+    Serve C{prometheus_client}'s default registry, with the twisted-safelog
+    collector registered on it, at C{/metrics} on the configured interface
+    and port; return its URL (L{None} if no port is configured). The port
+    listens now, before twistd daemonizes (the socket is inherited), so a
+    busy port fails at start-up. Requests are not written to the log.
+    """
+    if settings.metrics_port is None:
+        return None
+    variable = f"{ENV_PREFIX}METRICS_PORT={settings.metrics_port}"
+    try:
+        from prometheus_client.twisted import MetricsResource
+
+        from .prometheus import register
+    except ImportError:
+        raise ConfigurationError(
+            f"{variable} needs prometheus_client: pip install 'twisted-safelog[prometheus]'"
+        ) from None
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.error import CannotListenError
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class QuietSite(Site):
+        # A scrape every few seconds must not fill the log.
+        noisy = False
+
+        def logPrefix(self) -> str:
+            return "twisted-safelog metrics"
+
+        def log(self, request: Any) -> None:
+            pass
+
+    register()
+    # Twisted's web and reactor annotations differ between the versions we
+    # support; these are the documented calls.
+    reactor: Any = _reactor
+    root: Any = Resource()  # type: ignore[no-untyped-call]
+    metricsResource: Any = MetricsResource
+    root.putChild(b"metrics", metricsResource())
+    site: Any = QuietSite(root)  # type: ignore[no-untyped-call]
+    interface = settings.metrics_interface
+    try:
+        port: Any = reactor.listenTCP(settings.metrics_port, site, interface=interface)
+    except CannotListenError as error:
+        reason = getattr(error.socketError, "strerror", None) or error.socketError
+        raise ConfigurationError(
+            f"{variable}: cannot listen on {interface}:{settings.metrics_port} ({reason}); "
+            "choose another port"
+        ) from None
+    host = f"[{interface}]" if ":" in interface else interface
+    return f"http://{host}:{port.getHost().port}/metrics"
