@@ -5,8 +5,9 @@ immutable snapshots, from a registry that holds the sinks weakly.
 
 Hardened sinks register themselves in L{twisted_safelog._registry} when they
 are made (whoever makes them: an application, L{install}, the twistd
-factory); nothing here keeps one alive. State-change watchers (the status file) hear of every breaker state
-change of every registered sink, outside any lock.
+factory); nothing here keeps one alive. State-change watchers (the status
+file) hear of every breaker state change of every registered sink, outside
+any lock.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def status() -> tuple[SinkStats, ...]:
     The sinks are held weakly, so asking keeps nothing alive; a sink whose
     snapshot cannot be taken is left out rather than raise.
     """
-    snapshots = []
+    snapshots: list[SinkStats] = []
     for sink in hardenedSinks():
         try:
             snapshots.append(sink.stats())  # type: ignore[arg-type]
