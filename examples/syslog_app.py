@@ -68,18 +68,25 @@ def main() -> None:
     interval = 0.01
     last = [time.monotonic()]
 
+    lagTimes: list[float] = []
+
     def probe() -> None:
         now = time.monotonic()
         lags.append(now - last[0] - interval)
+        lagTimes.append(now)
         last[0] = now
 
     sent = [0]
     perTick = max(1, int(args.rate * interval))
+    # (time.monotonic(), events sent so far) at each tick: the test compares
+    # the pace while the daemon is down with the pace before.
+    ticks: list[tuple[float, int]] = []
 
     def emit() -> None:
         for _ in range(perTick):
             log.info("event {n}", n=sent[0])
             sent[0] += 1
+        ticks.append((time.monotonic(), sent[0]))
 
     probeLoop = task.LoopingCall(probe)
     emitLoop = task.LoopingCall(emit)
@@ -111,6 +118,8 @@ def main() -> None:
             "elapsed": time.monotonic() - start,
             "worstLagSeconds": max(lags),
             "p99LagSeconds": sorted(lags)[int(len(lags) * 0.99)],
+            "lags": list(zip(lagTimes, lags, strict=True)),
+            "ticks": ticks,
             "nonBlocking": nonBlocking.stats().asDict(),
             "bridge": bridge.stats().asDict(),
             "handler": handler.stats().asDict(),

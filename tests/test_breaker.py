@@ -4,12 +4,19 @@ Tests for L{twisted_safelog._breaker}.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 from twisted.internet.task import Clock
 
-from twisted_safelog import BreakerState, CircuitBreaker, ConfigurationError
+from twisted_safelog import (
+    BreakerState,
+    CircuitBreaker,
+    ConfigurationError,
+    DropReason,
+    OverflowPolicy,
+)
 
 
 def makeBreaker(**kw: float) -> tuple[CircuitBreaker, Clock]:
@@ -134,9 +141,26 @@ def test_listenersSeeEveryTransitionAndCannotBreakTheCaller() -> None:
     assert seen == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
 
 
-def test_stateComparesEqualToItsName() -> None:
-    assert BreakerState.halfOpen == "half-open"
-    assert BreakerState.open == "open"
+@pytest.mark.parametrize(
+    "member, value",
+    [
+        (BreakerState.halfOpen, "half-open"),
+        (BreakerState.open, "open"),
+        (DropReason.reentry, "reentry"),
+        (OverflowPolicy.dropNewest, "drop-newest"),
+    ],
+)
+def test_stringEnumsAreTheirValuesEverywhere(member: object, value: str) -> None:
+    """
+    States, drop reasons and policies read as their string values wherever
+    the package shows them (reports, JSON status, f-strings), on every
+    supported Python: 3.10 has no StrEnum, and a plain C{(str, Enum)}
+    prints as C{BreakerState.open} on 3.11+.
+    """
+    assert member == value and hash(member) == hash(value)
+    assert str(member) == f"{member}" == f"{member:>{len(value)}}" == value
+    assert json.dumps({"state": member}) == json.dumps({"state": value})
+    assert {value: 1}[member] == 1
 
 
 @pytest.mark.parametrize(
@@ -161,35 +185,49 @@ def test_badSettingsFailWithAClearMessage(kw: dict[str, float]) -> None:
         CircuitBreaker(**kw)  # type: ignore[arg-type]
 
 
-def test_noLockHeldWhileTheCallerCallsTheSink() -> None:
+@pytest.mark.parametrize("probing", [False, True], ids=["closed", "half-open"])
+def test_noLockHeldWhileTheCallerCallsTheSink(probing: bool) -> None:
     """
-    allow() returns before the sink is called; a second thread can use the
-    breaker while the first is still inside its (slow) sink.
+    allow() returns before the sink is called: while one caller is inside a
+    slow sink (an ordinary call, or the half-open probe), another thread
+    gets its answer from the breaker at once (allowed when closed, refused
+    while the probe is out) instead of waiting for the first to finish, as
+    a breaker that held its lock around the call would make it.
     """
-    breaker, _ = makeBreaker()
+    breaker, clock = makeBreaker(failureThreshold=1, resetTimeout=1.0)
+    if probing:
+        breaker.failure()
+        clock.advance(1)
     inside = threading.Event()
     release = threading.Event()
 
     def slowCaller() -> None:
         assert breaker.allow()
         inside.set()
-        release.wait(5)
+        release.wait(30)
         breaker.success()
 
     t = threading.Thread(target=slowCaller)
     t.start()
-    assert inside.wait(5)
+    assert inside.wait(30)
+    answers: list[bool] = []
     done = threading.Event()
 
     def other() -> None:
-        breaker.allow()
-        breaker.failure()
+        answers.append(breaker.allow())
+        if answers[0]:
+            breaker.success()
         done.set()
 
     threading.Thread(target=other).start()
-    assert done.wait(5)
-    release.set()
-    t.join()
+    try:
+        assert done.wait(30), "the second caller waited for the first one's sink"
+        assert answers == [not probing]
+        assert breaker.state == ("half-open" if probing else "closed")
+    finally:
+        release.set()
+        t.join(30)
+    assert breaker.state == "closed"
 
 
 def test_tripOpensAtOnce() -> None:

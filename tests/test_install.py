@@ -99,8 +99,10 @@ def test_stdlibHandlersNowAndLaterAreHardenedAndRestored(publisher: LogPublisher
     logger.propagate = False
     early, late = ListHandler(), ListHandler()
     logger.addHandler(early)
+    stdlibMethods = (logging.Logger.addHandler, logging.Logger.removeHandler)
     try:
         install(publisher, reporter=RecordingReporter(), clock=Clock())
+        assert logging.Logger.addHandler is not stdlibMethods[0]
         logger.addHandler(late)
         assert logger.handlers == [early, late], "the application's own objects"
         assert all(hardeningOf(h) is not None for h in logger.handlers)
@@ -113,7 +115,7 @@ def test_stdlibHandlersNowAndLaterAreHardenedAndRestored(publisher: LogPublisher
         assert logger.handlers == [early, late]
         assert hardeningOf(early) is None and hardeningOf(late) is None
         assert "handleError" not in early.__dict__ and "emit" not in early.__dict__
-        assert logging.Logger.addHandler is not None
+        assert (logging.Logger.addHandler, logging.Logger.removeHandler) == stdlibMethods
         other = ListHandler()
         logger.addHandler(other)
         assert logger.handlers[-1] is other, "handlers added after uninstall are left alone"

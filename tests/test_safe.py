@@ -220,6 +220,8 @@ def test_drainReplaysWithoutWaitingForTheNextEvent() -> None:
     clock.advance(1)
     safe.drain()
     assert [e["n"] for e in sink.events] == [1]
+    stats = safe.stats()
+    assert (stats.delivered, stats.failed, stats.buffered, stats.state) == (1, 1, 0, "closed")
 
 
 def test_failedProbeKeepsTheRestBufferedAndBacksOff() -> None:
@@ -249,10 +251,14 @@ def test_overflowDropsTheOldestAndCountsIt() -> None:
     stats = safe.stats()
     assert stats.droppedByReason["overflow"] == 3
     assert stats.buffered == 3
+    assert stats.balanced
     clock.advance(1)
     safe.drain()
     assert [e["n"] for e in sink.events] == [4, 5, 6]
-    assert stats.balanced
+    after = safe.stats()
+    assert (after.received, after.delivered, after.failed, after.buffered) == (7, 3, 1, 0)
+    assert after.droppedByReason["overflow"] == 3
+    assert after.balanced
 
 
 def test_withoutBufferQuarantinedEventsAreDroppedAndCounted() -> None:

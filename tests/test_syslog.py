@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .helpers import requireTool
@@ -51,9 +52,10 @@ def stopRsyslog(process: subprocess.Popen[bytes]) -> None:
 
 def runOutage(tmp_path: Path, *extra: str) -> tuple[dict, list[int]]:  # type: ignore[type-arg]
     """
-    Start rsyslog and the application; stop rsyslog 1.5 s in, start it again
-    2 s later; return the application's results and the event numbers that
-    rsyslog wrote.
+    Start rsyslog and the application; stop rsyslog once it has written the
+    application's first events, start it again 2 s later; return the
+    application's results (with the outage's start and end on the shared
+    monotonic clock) and the event numbers that rsyslog wrote.
     """
     rsyslog = startRsyslog(tmp_path)
     results = tmp_path / "results.json"
@@ -71,23 +73,59 @@ def runOutage(tmp_path: Path, *extra: str) -> tuple[dict, list[int]]:  # type: i
         ],
         stderr=open(tmp_path / "app.err", "wb"),  # noqa: SIM115
     )
+    received = tmp_path / "received.log"
+
+    def numbers() -> list[int]:
+        text = received.read_text() if received.exists() else ""
+        return [int(n) for n in re.findall(r"event (\d+)", text)]
+
     try:
-        time.sleep(1.5)
-        stopRsyslog(rsyslog)
+        # The application is logging and the daemon is receiving: outage.
+        waitFor(lambda: len(numbers()) >= 200, "rsyslog to receive 200 events", app)
         outageStarted = time.monotonic()
-        time.sleep(2.0)
+        stopRsyslog(rsyslog)
+        time.sleep(2.0)  # the outage's length, not a wait for ordering
         rsyslog = startRsyslog(tmp_path)
-        outage = time.monotonic() - outageStarted
-        assert app.wait(60) == 0, (tmp_path / "app.err").read_text()
-        time.sleep(0.5)
+        outageEnded = time.monotonic()
+        assert app.wait(120) == 0, (tmp_path / "app.err").read_text()
+        data = json.loads(results.read_text())
+        # The last event is sent after the restart: wait until rsyslog has it.
+        last = data["sent"] - 1
+        waitFor(lambda: last in numbers(), f"rsyslog to write event {last}")
     finally:
         if app.poll() is None:
             app.kill()
         stopRsyslog(rsyslog)
-    data = json.loads(results.read_text())
-    data["outage"] = outage
-    text = (tmp_path / "received.log").read_text()
-    return data, [int(n) for n in re.findall(r"event (\d+)", text)]
+    data["outage"] = outageEnded - outageStarted
+    data["outageStarted"], data["outageEnded"] = outageStarted, outageEnded
+    return data, numbers()
+
+
+def waitFor(
+    condition: Callable[[], bool], what: str, app: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert app is None or app.poll() is None, f"the application ended before {what}"
+        assert time.monotonic() < deadline, f"waited 60 s for {what}"
+        time.sleep(0.02)
+
+
+def keptPace(data: dict) -> tuple[float, float, float]:  # type: ignore[type-arg]
+    """
+    The reactor's worst lag while the daemon was down, and the events sent
+    per second before the outage and during it: a reactor that waited for
+    the daemon would lag by about the outage and send nothing during it.
+    """
+    start, end = data["outageStarted"], data["outageEnded"]
+    duringLag = max((lag for t, lag in data["lags"] if start <= t <= end), default=0.0)
+    ticks = data["ticks"]
+    before = [(t, n) for t, n in ticks if t < start]
+    during = [(t, n) for t, n in ticks if start <= t <= end]
+    assert len(before) >= 2 and len(during) >= 2, "no ticks around the outage"
+    paceBefore = (before[-1][1] - before[0][1]) / (before[-1][0] - before[0][0])
+    paceDuring = (during[-1][1] - during[0][1]) / (during[-1][0] - during[0][0])
+    return duringLag, paceBefore, paceDuring
 
 
 def counts(data: dict) -> int:  # type: ignore[type-arg]
@@ -112,7 +150,6 @@ def test_rsyslogOutageLosesNothingAndDoesNotStallTheReactor(tmp_path: Path) -> N
         f"handler={handler} worst reactor lag={data['worstLagSeconds'] * 1000:.1f} ms "
         f"p99={data['p99LagSeconds'] * 1000:.1f} ms"
     )
-    assert sent >= 2500
     # The outage really happened: the handler failed and was quarantined.
     assert any("quarantined" in line for line in data["reports"]), data["reports"]
     # Every event arrived or was counted; with replay buffering nothing is
@@ -126,8 +163,12 @@ def test_rsyslogOutageLosesNothingAndDoesNotStallTheReactor(tmp_path: Path) -> N
     if missing:
         assert len(missing) <= 25, missing
         assert missing[-1] - missing[0] + 1 == len(missing), missing
-    # The reactor kept its pace during the outage.
-    assert data["worstLagSeconds"] < 0.050
+    # The reactor kept its pace during the outage (ratios within this run,
+    # not absolute times): it never waited for the daemon, and it logged
+    # about as fast while the daemon was down as before.
+    duringLag, paceBefore, paceDuring = keptPace(data)
+    assert duringLag < data["outage"] / 4, (duringLag, data["outage"])
+    assert paceDuring > paceBefore / 3, (paceBefore, paceDuring)
 
 
 def test_rsyslogOutageWithoutReplayCountsEveryLoss(tmp_path: Path) -> None:
@@ -145,4 +186,6 @@ def test_rsyslogOutageWithoutReplayCountsEveryLoss(tmp_path: Path) -> None:
     # As above: all but what the stopped daemon had not read is accounted.
     unread = data["sent"] - len(unique) - counted
     assert 0 <= unread <= 25, unread
-    assert data["worstLagSeconds"] < 0.050
+    duringLag, paceBefore, paceDuring = keptPace(data)
+    assert duringLag < data["outage"] / 4, (duringLag, data["outage"])
+    assert paceDuring > paceBefore / 3, (paceBefore, paceDuring)
