@@ -171,7 +171,7 @@ def test_handlerWhoseDirectoryIsDeletedShowsInStatusFileCommandAndMetrics(
     assert log.read_text().count('"GET /metrics HTTP/1.1"') == 1
 
 
-def startDaemon(tmp: Path, logfile: str, env: dict[str, str]) -> int:
+def startDaemon(tmp: Path, logfile: str, env: dict[str, str], *args: str) -> int:
     pidfile = tmp / "twistd.pid"
     launcher = subprocess.run(
         [
@@ -179,6 +179,7 @@ def startDaemon(tmp: Path, logfile: str, env: dict[str, str]) -> int:
             *FACTORY,
             f"--logfile={logfile}",
             f"--pidfile={pidfile}",
+            *args,
             "-y",
             METRICS_TAC,
         ],
@@ -231,6 +232,31 @@ def test_daemonWhoseLogDirectoryIsDeletedReportsToTheFallbacks(tmp_path: Path) -
     assert any(quarantined in line for line in readStatus(status)["reports"])
     sink = sinkNamed(status, str(log))
     assert sink is not None and "No such file or directory" in sink["lastError"]
+
+
+def test_daemonWithNoFallbackConfiguredReportsToItsRunDirectory(tmp_path: Path) -> None:
+    """
+    Neither a status file nor a reports path: when the log file is the
+    broken sink, its reports go to a file in twistd's --rundir, created
+    only then. Never nowhere.
+    """
+    for directory in ("app", "logs", "run"):
+        (tmp_path / directory).mkdir()
+    log = tmp_path / "logs" / "twistd.log"
+    fallback = tmp_path / "run" / "twisted-safelog-reports.log"
+    env = appEnvironment(tmp_path, freePort(), TWISTED_SAFELOG_BRIDGE="from-stdlib")
+    pid = startDaemon(tmp_path, str(log), env, f"--rundir={tmp_path / 'run'}")
+    try:
+        assert waitFor(lambda: log.exists() and "tick" in log.read_text())
+        assert not fallback.exists(), "healthy: nothing but the log file"
+        shutil.rmtree(tmp_path / "logs")
+        quarantined = f"sink {log} quarantined after 5 consecutive failures"
+        assert waitFor(lambda: fallback.exists() and quarantined in fallback.read_text())
+    finally:
+        assert stopPid(pid)
+    text = fallback.read_text()
+    assert all(line.startswith("twisted-safelog: ") for line in text.splitlines())
+    assert "failed: FileNotFoundError: [Errno 2] No such file or directory" in text
 
 
 def test_daemonLoggingToAFullDeviceReportsToTheStatusFile(tmp_path: Path) -> None:
@@ -346,3 +372,24 @@ def test_noThreadBeforeTwistdForks(tmp_path: Path) -> None:
     assert result.stdout.split() == ["1"]
     assert not (tmp_path / "status.json").exists(), "written by the worker, once running"
     assert os.path.exists(tmp_path / "t.log")
+
+
+def test_statusFileAndMetricsFromTheTOMLFile(tmp_path: Path) -> None:
+    from twisted_safelog._settings import Settings
+
+    config = tmp_path / "safelog.toml"
+    config.write_text(
+        "[twisted_safelog]\n"
+        f'status_file = "{tmp_path / "status.json"}"\n'
+        "status_interval = 2.5\n"
+        "metrics_port = 9464\n"
+    )
+    settings = Settings.load({"TWISTED_SAFELOG_CONFIG": str(config)})
+    assert settings.status_file == str(tmp_path / "status.json")
+    assert settings.status_interval == 2.5
+    assert settings.metrics_port == 9464
+    assert settings.metrics_interface == "127.0.0.1"
+    off = Settings.load(
+        {"TWISTED_SAFELOG_CONFIG": str(config), "TWISTED_SAFELOG_METRICS_PORT": "off"}
+    )
+    assert off.metrics_port is None

@@ -65,6 +65,7 @@ def test_aQuarantinedHandlerAndAHealthyObserver() -> None:
     assert value("twisted_safelog_sink_state", sink=broken, state="open") == 1
     assert value("twisted_safelog_sink_state", sink=broken, state="closed") == 0
     assert value("twisted_safelog_sink_state", sink=broken, state="half-open") == 0
+    assert value("twisted_safelog_sink_state", sink=broken, state="stalled") == 0
     assert value("twisted_safelog_sink_state_change_timestamp_seconds", sink=broken) == (
         handler.stats().since
     )

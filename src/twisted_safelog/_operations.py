@@ -11,13 +11,56 @@ forks (the status file's writer starts once the reactor runs).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConfigurationError
 from ._settings import ENV_PREFIX, Settings
 from ._statusfile import RecentReports, StatusFile
 
-__all__ = ["serveMetrics", "statusFileFor"]
+__all__ = ["REPORTS_FALLBACK", "FirstThatWorks", "serveMetrics", "statusFileFor"]
+
+#: Where a daemon's reports go when its log file cannot take them and no
+#: status file or reports path is set: this file in twistd's --rundir,
+#: created only then.
+REPORTS_FALLBACK = "twisted-safelog-reports.log"
+
+
+class FirstThatWorks:
+    """
+    Write each report to the first writer that takes it: a daemon's log
+    file, and when that is the broken sink, a fallback file. Raises what the
+    last writer raised if none took it (the reporter contains it).
+    """
+
+    def __init__(self, *writers: Callable[[str], object]) -> None:
+        self.writers = writers
+
+    def __repr__(self) -> str:
+        return f"FirstThatWorks{self.writers!r}"
+
+    def __call__(self, text: str) -> None:
+        for write in self.writers[:-1]:
+            try:
+                write(text)
+                return
+            except Exception:
+                # Broken: the next one gets it.
+                pass
+        self.writers[-1](text)
+
+
+def reportsFallback(rundir: str | None) -> Callable[[str], object]:
+    """
+    The writer for L{REPORTS_FALLBACK} in C{rundir} (resolved now: twistd
+    changes into its run directory after the factory has run). Nothing is
+    created until a report is written to it.
+    """
+    from ._file import LogFileWriter
+
+    path = os.path.abspath(os.path.join(rundir or ".", REPORTS_FALLBACK))
+    return LogFileWriter(path).write
 
 
 def statusFileFor(settings: Settings, reports: RecentReports | None) -> StatusFile | None:

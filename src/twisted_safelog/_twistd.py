@@ -32,7 +32,7 @@ from ._errors import ConfigurationError
 from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
 from ._install import install
 from ._nonblocking import NonBlockingObserver
-from ._operations import serveMetrics, statusFileFor
+from ._operations import FirstThatWorks, reportsFallback, serveMetrics, statusFileFor
 from ._policy import Policy
 from ._registry import IHardenedSink
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
@@ -144,7 +144,10 @@ class _Tee:
 
 
 def _reportWriter(
-    settings: Settings, nodaemon: bool, logWrite: Callable[[str], object] | None
+    settings: Settings,
+    nodaemon: bool,
+    logWrite: Callable[[str], object] | None,
+    rundir: str | None = None,
 ) -> Callable[[str], object]:
     where = settings.reports
     if where == "stderr":
@@ -159,7 +162,12 @@ def _reportWriter(
     if where == "auto":
         writers: list[Callable[[str], object]] = []
         if logWrite is not None:
-            writers.append(logWrite)
+            if nodaemon:
+                writers.append(logWrite)
+            else:
+                # Daemonized, fd 2 is /dev/null: when the log file is the
+                # broken sink its reports go to a file in the run directory.
+                writers.append(FirstThatWorks(logWrite, reportsFallback(rundir)))
         if nodaemon or logWrite is None:
             writers.append(FileDescriptorWriter(2))
         return _Tee(*writers)
@@ -210,7 +218,7 @@ def buildObserver(
         if installSignalHandler:
             _reopenOnSIGUSR1(fileSink.writer.reopen)
 
-    write = _reportWriter(settings, nodaemon, logWrite)
+    write = _reportWriter(settings, nodaemon, logWrite, twistd.get("rundir"))
     recent = None
     if settings.status_file:
         # The status file carries the last reports: they reach someone even

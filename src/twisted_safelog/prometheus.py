@@ -20,9 +20,10 @@ Metrics (the C{sink} label is the sink's name, made unique with C{" #2"}...):
    (reentry, overflow, quarantine, shutdown, discarded).
  - C{twisted_safelog_events_buffered{sink}}: events held for replay or
    queued.
- - C{twisted_safelog_sink_state{sink, state}}: 1 for the sink's breaker
-   state (C{closed}, C{open}, C{half-open}, or another such as
-   C{stalled}), 0 for the others.
+ - C{twisted_safelog_sink_state{sink, state}}: 1 for the sink's state, 0
+   for the others: C{closed} (healthy), C{open} and C{half-open}
+   (quarantined), C{stalled} (a non-blocking sink whose worker is stuck),
+   and any other state a sink reports.
  - C{twisted_safelog_sink_state_change_timestamp_seconds{sink}}: when the
    state last changed.
 """
@@ -45,8 +46,8 @@ __all__ = ["SafelogCollector", "register"]
 #: Outcomes of C{twisted_safelog_events_total}; their sum and the buffered
 #: events make up what was received.
 OUTCOMES = ("delivered", "failed", "dropped")
-#: Every breaker state gets a series, 0 or 1, so alerts need no absent().
-STATES = ("closed", "open", "half-open")
+#: Every state gets a series, 0 or 1, so alerts need no absent().
+STATES = ("closed", "open", "half-open", "stalled")
 
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, SafelogCollector] = (
     weakref.WeakKeyDictionary()
