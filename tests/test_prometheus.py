@@ -66,7 +66,7 @@ def test_aQuarantinedHandlerAndAHealthyObserver() -> None:
     assert value("twisted_safelog_sink_state", sink=broken, state="closed") == 0
     assert value("twisted_safelog_sink_state", sink=broken, state="half-open") == 0
     assert value("twisted_safelog_sink_state", sink=broken, state="stalled") == 0
-    assert value("twisted_safelog_sink_state_change_timestamp_seconds", sink=broken) == (
+    assert value("twisted_safelog_sink_state_since_timestamp_seconds", sink=broken) == (
         handler.stats().since
     )
     name = healthy.name
@@ -128,7 +128,7 @@ def test_namesFollowPrometheusConventions() -> None:
         "twisted_safelog_events_dropped",
         "twisted_safelog_events_buffered",
         "twisted_safelog_sink_state",
-        "twisted_safelog_sink_state_change_timestamp_seconds",
+        "twisted_safelog_sink_state_since_timestamp_seconds",
     }
     for family in families.values():
         assert family.documentation, family.name

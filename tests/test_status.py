@@ -96,12 +96,14 @@ def test_snapshotsAreImmutableValues() -> None:
     assert byName()[name].delivered == 2
 
 
-def test_sinceIsWhenTheStateLastChangedAndLastErrorIsOneShortLine() -> None:
+def test_sinceIsWhenItWasQuarantinedOrRestoredAndLastErrorIsOneShortLine() -> None:
     clock = Clock()
     name = unique("since")
+    broken = [True]
 
     def multiLine(event: object) -> None:
-        raise ValueError("first line of a long story\nsecond line\n" + "x" * 500)
+        if broken[0]:
+            raise ValueError("first line of a long story\nsecond line\n" + "x" * 500)
 
     before = time.time()
     sink = SafeObserver(multiLine, name=name, reporter=RecordingReporter(), clock=clock)
@@ -117,6 +119,19 @@ def test_sinceIsWhenTheStateLastChangedAndLastErrorIsOneShortLine() -> None:
     quarantined = byName()[name]
     assert quarantined.state == "open"
     assert opening <= quarantined.since <= time.time()
+    # A failed probe (open -> half-open -> open) is the same quarantine.
+    clock.advance(1.0)
+    sink(event(6))
+    assert sink.breaker.currentTimeout == 2.0, "a probe was made and failed"
+    assert byName()[name].since == quarantined.since
+    broken[0] = False
+    clock.advance(2.0)
+    restoring = time.time()
+    sink(event(7))
+    restored = byName()[name]
+    assert restored.state == "closed"
+    assert restoring <= restored.since <= time.time()
+    assert restored.lastError == "ValueError: first line of a long story", "the last one, kept"
 
 
 def test_longErrorsAreCutShort() -> None:

@@ -337,7 +337,10 @@ class HardenedSink(Generic[T]):
             pass
 
     def _stateChanged(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
-        self._since = time.time()
+        if old is _CLOSED or new is _CLOSED:
+            # Since when it is quarantined (or healthy again): the probes of
+            # one quarantine (open <-> half-open) do not move it.
+            self._since = time.time()
         try:
             self._reportStateChange(breaker, old, new)
         finally:

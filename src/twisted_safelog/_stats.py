@@ -107,8 +107,8 @@ class SinkStats:
     dropped: int
     droppedByReason: Mapping[str, int] = field(converter=_frozenMapping)
     buffered: int
-    #: When the state last changed (or the sink was made), in seconds since
-    #: the epoch.
+    #: Since when the sink has been healthy or quarantined (its probes do not
+    #: count as changes), or since it was made: seconds since the epoch.
     since: float = 0.0
     #: The last failure, in one short line; L{None} if it never failed.
     lastError: str | None = None

@@ -124,7 +124,7 @@ def formatTable(verdict: Verdict, now: float | None = None) -> str:
     for sink in document["sinks"]:
         rows.append(
             (
-                _cut(str(sink.get("name")), 48),
+                _cut(str(sink.get("name")), 60),
                 str(sink.get("state")),
                 _ago(now - float(sink.get("since") or now)),
                 str(sink.get("delivered", 0)),

@@ -24,8 +24,8 @@ Metrics (the C{sink} label is the sink's name, made unique with C{" #2"}...):
    for the others: C{closed} (healthy), C{open} and C{half-open}
    (quarantined), C{stalled} (a non-blocking sink whose worker is stuck),
    and any other state a sink reports.
- - C{twisted_safelog_sink_state_change_timestamp_seconds{sink}}: when the
-   state last changed.
+ - C{twisted_safelog_sink_state_since_timestamp_seconds{sink}}: since when
+   the sink has been healthy or quarantined (probes do not move it).
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ def _families() -> list[Any]:
             labels=["sink", "state"],
         ),
         GaugeMetricFamily(
-            "twisted_safelog_sink_state_change_timestamp_seconds",
-            "When a hardened log sink's state last changed (or it was made), "
-            "in seconds since the epoch.",
+            "twisted_safelog_sink_state_since_timestamp_seconds",
+            "Since when a hardened log sink has been healthy or quarantined "
+            "(or since it was made), in seconds since the epoch.",
             labels=["sink"],
         ),
     ]
