@@ -326,21 +326,47 @@ def test_badSettingsAreClear() -> None:
         NonBlockingObserver(RecordingObserver(), discardThreshold=2)
 
 
+def workers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("twisted-safelog worker")]
+
+
 def test_noThreadBeforeTheFirstEvent() -> None:
-    before = threading.active_count()
+    before = workers()
     observer = NonBlockingObserver(RecordingObserver())
-    assert threading.active_count() == before
+    assert workers() == before
     observer(event(0))
-    assert threading.active_count() == before + 1
-    observer.stop(10)
+    assert workers() == [*before, f"twisted-safelog worker: {observer.name}"]
+    observer.close(10)
+    assert workers() == before
 
 
-def test_afterShutdownEventsAreDeliveredSynchronously() -> None:
+def test_notStartedDeliversOnTheCallersThreadUntilStart() -> None:
+    """
+    C{start=False} (the twistd factory, before twistd daemonizes): no
+    thread; events are delivered synchronously until L{start}.
+    """
+    sink = RecordingObserver()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter(), start=False)
+    before = workers()
+    observer(event(0))
+    assert delivered(sink) == [0], "delivered before the call returned"
+    assert workers() == before
+    observer.start()
+    assert len(workers()) == len(before) + 1
+    observer(event(1))
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 1]
+    assert observer.stats().balanced
+    observer.close(10)
+
+
+def test_afterShutdownEventsAreDeliveredBeforeTheCallReturns() -> None:
     sink = RecordingObserver()
     observer = NonBlockingObserver(sink, reporter=RecordingReporter())
     observer(event(0))
     assert observer.shutdown(10)
     observer(event(1))
-    # No waiting: it was delivered on this thread before the call returned.
+    # Written before the call returned (by the worker; the caller waited
+    # for it, with a deadline).
     assert delivered(sink) == [0, 1]
     assert observer.stats().balanced

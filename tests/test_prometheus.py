@@ -96,6 +96,7 @@ def test_dropsByReason() -> None:
         "quarantine": 4,
         "shutdown": 0,
         "discarded": 0,
+        "fork": 0,
     }
     assert (
         samples[("twisted_safelog_events_total", (("outcome", "dropped"), ("sink", sink.name)))]

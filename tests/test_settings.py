@@ -92,3 +92,19 @@ def test_unparseableCommandLineGivesDefaults() -> None:
     options = twistdOptions(["--no-such-option"])
     assert not options["nodaemon"]
     assert options["logfile"] is None
+
+
+def test_stallTimeoutAndNonBlockingDefaults() -> None:
+    """
+    Under twistd delivery is non-blocking by default (a hung disk or a
+    stdout nobody reads must not freeze the reactor); a stalled delivery is
+    reported after 5 s unless told otherwise.
+    """
+    assert Settings().nonblocking is True
+    assert Settings().stall_timeout == 5.0
+    settings = Settings.load(
+        {"TWISTED_SAFELOG_STALL_TIMEOUT": "0.5", "TWISTED_SAFELOG_NONBLOCKING": "false"}
+    )
+    assert (settings.stall_timeout, settings.nonblocking) == (0.5, False)
+    with pytest.raises(ConfigurationError, match="TWISTED_SAFELOG_STALL_TIMEOUT='-1'"):
+        Settings.load({"TWISTED_SAFELOG_STALL_TIMEOUT": "-1"})

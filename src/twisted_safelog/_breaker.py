@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ._compat import StringEnum
+from ._fork import registerForFork
 from ._policy import checkNumber
 
 __all__ = ["BreakerState", "CircuitBreaker", "IClock", "MonotonicClock"]
@@ -111,6 +112,23 @@ class CircuitBreaker:
         self._retryAt = 0.0
         self._openedAt = 0.0
         self._listeners: list[BreakerListener] = []
+        registerForFork(self)
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        """
+        A forked child: the lock may be held by a thread that is gone, and a
+        probe let through on such a thread will never report back, which
+        would leave the breaker half-open for ever. Let the next caller
+        probe instead.
+        """
+        self._lock = threading.Lock()
+        if self.state is _HALF_OPEN:
+            self.state = _OPEN
+            try:
+                self._retryAt = self.clock.seconds()
+            except Exception:
+                self._retryAt = float("-inf")
+        return None
 
     def __repr__(self) -> str:
         return (

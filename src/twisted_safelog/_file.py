@@ -30,6 +30,8 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from ._errors import ConfigurationError
+from ._fdwriter import NonBlockingDescriptor, lostReportsLine
+from ._fork import registerForFork
 from ._report import IReporter, defaultReporter, describe
 from ._safe import SafeObserver
 
@@ -90,9 +92,30 @@ class LogFileWriter:
         self.reopened = 0
         self.rotations = 0
         self.failedRotations = 0
+        #: Report lines that L{writeReport} could not write.
+        self.unwrittenReports = 0
+        self._pendingReports = 0
+        self._pendingSince = 0.0
+        self._closeWhenDone = False
+        self._reportTarget: NonBlockingDescriptor | None = None
+        registerForFork(self)
 
     def __repr__(self) -> str:
         return f"LogFileWriter({self.path!r})"
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        # A thread that is gone may have held the lock; the descriptor is
+        # shared with the parent (O_APPEND: both may append).
+        self._lock = threading.Lock()
+        return None
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def checkPath(self) -> None:
         """
@@ -116,14 +139,19 @@ class LogFileWriter:
         data = text.encode("utf-8", "backslashreplace")
         rotationError = None
         with self._lock:
-            fd = self._current()
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            self._size += len(data)
-            if self.rotateLength is not None and self._size >= self.rotateLength:
-                rotationError = self._rotate()
+            try:
+                fd = self._current()
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                self._size += len(data)
+                if self.rotateLength is not None and self._size >= self.rotateLength:
+                    rotationError = self._rotate()
+            finally:
+                if self._closeWhenDone:
+                    self._closeWhenDone = False
+                    self._closeFile()
         if rotationError is not None:
             # Reported outside the lock: the report may be written to this
             # very file.
@@ -169,6 +197,9 @@ class LogFileWriter:
 
     def _closeFile(self) -> None:
         fd, self._fd, self._identity = self._fd, None, None
+        target, self._reportTarget = self._reportTarget, None
+        if target is not None:
+            target.close()
         if fd is not None:
             try:
                 os.close(fd)
@@ -251,9 +282,59 @@ class LogFileWriter:
         if error is not None:
             self._report(error)
 
+    def writeReport(self, text: str) -> None:
+        """
+        Append report lines without ever blocking the caller: not while a
+        write is stuck (the lock is busy), and on a device or pipe not while
+        it accepts nothing. What cannot be written is counted
+        (L{unwrittenReports}) and said in one line by the next report that
+        gets through. A regular file on a hung disk can still block.
+        """
+        data = text.encode("utf-8", "backslashreplace")
+        if not self._lock.acquire(timeout=0.02):
+            self._reportLost(data)
+            return
+        try:
+            fd = self._current()
+            if self._reportTarget is None or self._reportTarget.fd != fd:
+                self._reportTarget = NonBlockingDescriptor(fd)
+            write = self._reportTarget.write
+            if self._pendingReports:
+                note = lostReportsLine(self._pendingReports, self._pendingSince, self.path)
+                if write(note) < len(note):
+                    self._reportLost(data)
+                    return
+                self._pendingReports = 0
+            written = write(data)
+            self._size += written
+            if written < len(data):
+                self._reportLost(data[written:])
+        except OSError:
+            self._reportLost(data)
+        finally:
+            self._lock.release()
+
+    def _reportLost(self, data: bytes) -> None:
+        import time
+
+        lines = max(1, data.count(b"\n"))
+        if not self._pendingReports:
+            self._pendingSince = time.time()
+        self._pendingReports += lines
+        self.unwrittenReports += lines
+
     def close(self) -> None:
-        with self._lock:
-            self._closeFile()
+        """
+        Close the file now; if a write is stuck in it, as soon as that write
+        returns (never waiting for it more than a tenth of a second).
+        """
+        if self._lock.acquire(timeout=0.1):
+            try:
+                self._closeFile()
+            finally:
+                self._lock.release()
+        else:
+            self._closeWhenDone = True
 
 
 def formatTextLine(event: LogEvent) -> str:
@@ -353,6 +434,14 @@ class SafeFileObserver(SafeObserver):
         Rotate the file now.
         """
         self.writer.rotate()
+
+    def close(self) -> None:
+        """
+        L{SafeObserver.close}, then close the file (a later event opens it
+        again).
+        """
+        super().close()
+        self.writer.close()
 
 
 def safeFileLogObserver(

@@ -12,8 +12,10 @@ that is the whole feedback loop, cut at its first turn.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._fork import registerForFork
 
 __all__ = ["ReentryGuard", "currentThread", "looksLikeErrorOutput"]
 
@@ -32,11 +34,18 @@ class ReentryGuard:
     event. The hot paths of the sinks inline L{enter} and L{exit}.
     """
 
-    __slots__ = ("active", "errorSeen")
+    __slots__ = ("__weakref__", "active", "errorSeen")
 
-    def __init__(self) -> None:
+    def __init__(self, resetAtFork: bool = True) -> None:
+        """
+        @param resetAtFork: forget other threads' deliveries in a forked
+            child by itself; an owner that counts those deliveries (a
+            hardened sink) passes C{False} and calls L{forgetOtherThreads}.
+        """
         self.active: set[int] = set()
         self.errorSeen: set[int] = set()
+        if resetAtFork:
+            registerForFork(self)
 
     def __repr__(self) -> str:
         return f"<ReentryGuard active={len(self.active)}>"
@@ -77,6 +86,22 @@ class ReentryGuard:
             self.errorSeen.discard(tid)
             return True
         return False
+
+    def forgetOtherThreads(self) -> int:
+        """
+        In a forked child: every thread but this one is gone, and a new
+        thread may be given a dead one's identity; forget them all. Returns
+        how many deliveries were in flight on them.
+        """
+        me = currentThread()
+        gone = len(self.active - {me})
+        self.active.intersection_update({me})
+        self.errorSeen.intersection_update({me})
+        return gone
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        self.forgetOtherThreads()
+        return None
 
     def sawErrorOutput(self) -> None:
         """

@@ -7,31 +7,32 @@ collector) never makes the reactor wait.
 Every event is accounted for, as in L{SafeObserver}:
 C{received == delivered + failed + dropped + buffered} when quiet, where
 C{buffered} is what waits in the queue and every drop has a reason
-(C{overflow}, C{discarded}, C{reentry}, C{shutdown}).
+(C{overflow}, C{discarded}, C{reentry}, C{shutdown}, C{fork}).
 """
 
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import ILogObserver, LogEvent, LogLevel
 from zope.interface import implementer
 
-from ._breaker import BreakerState, IClock, MonotonicClock
+from ._breaker import IClock, MonotonicClock
 from ._compat import StringEnum
+from ._fork import registerForFork
 from ._guard import currentThread
 from ._registry import IHardenedSink, register
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
+from ._stall import DEFAULT_STALL_TIMEOUT
 from ._stats import Counter, DropReason, Drops, SinkStats
+from ._worker import Channel, work
 
 __all__ = ["NonBlockingObserver", "OverflowPolicy"]
 
@@ -53,22 +54,18 @@ _LEVEL_ORDER = {level: n for n, level in enumerate(LogLevel.iterconstants())}
 
 _instances: weakref.WeakSet[NonBlockingObserver] = weakref.WeakSet()
 
-
-def _afterForkInChild() -> None:
-    # The worker thread did not survive the fork and its locks may be held
-    # by a thread that no longer exists: start afresh on the next event.
-    for instance in list(_instances):
-        instance._resetAfterFork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_afterForkInChild)
+#: Seconds between two attempts to start a worker thread that could not start.
+_START_RETRY = 1.0
 
 
 @atexit.register
 def _flushAllAtExit() -> None:
-    for instance in list(_instances):
-        instance.shutdown()
+    # One deadline for all of them: a process with several stuck sinks must
+    # still end within one flush timeout.
+    instances = list(_instances)
+    deadline = time.monotonic() + max((i.flushTimeout for i in instances), default=0.0)
+    for instance in instances:
+        instance.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 @implementer(ILogObserver, IHardenedSink)
@@ -85,20 +82,38 @@ class NonBlockingObserver:
     once the queue is that full, as logback's AsyncAppender does.
 
     C{observer} is wrapped in a L{SafeObserver} unless it already is a
-    hardened sink, so the worker survives a sink that raises; the worker is
-    started lazily by the first event (twistd builds observers before it
-    forks), restarted if it dies or after a fork, and retries a quarantined
-    sink's buffer in the background once its breaker allows.
+    hardened sink, so the worker survives a sink that raises. The worker is
+    started lazily by the first event, or with C{start=False} only when
+    L{start} is called (events are delivered on the caller's thread until
+    then: the twistd factory starts it once the reactor runs, after twistd
+    has daemonized). It is started again if it ends or after a fork; if it
+    cannot start (C{RuntimeError: can't start new thread}), events are
+    delivered on the caller's thread, still hardened, the failure is counted
+    (L{startFailures}) and reported, and starting is tried again a second
+    later. While idle it replays a quarantined sink's buffer once the
+    sink's breaker allows.
 
     Events the worker thread itself causes while delivering (a handler's
     error written to a redirected C{sys.stderr}, a sink that logs) are not
     queued again: they are dropped with reason C{"reentry"}.
 
-    At reactor shutdown (a system event trigger, registered when the worker
-    starts if a reactor is running) and at interpreter exit, the queue is
-    flushed for up to C{flushTimeout} seconds; what could not be delivered in
-    time is counted as dropped (C{"shutdown"}) and reported in one line, and
-    later events are delivered synchronously (L{shutdown}).
+    Every wait has a deadline. At reactor shutdown and at interpreter exit
+    the queue is flushed for up to C{flushTimeout} seconds, and not at all
+    once the delivery in progress has not returned for C{stallTimeout}
+    seconds; what is left is counted as dropped (C{"shutdown"}) and reported
+    in one line (L{shutdown}). Later events are still handed to the worker,
+    and the caller waits (up to C{flushTimeout}) until they are written, so
+    twistd's last lines reach the sink before the process ends; once the
+    worker is stuck, they are dropped (C{"shutdown"}) at once, never
+    delivered into the stuck sink on the caller's thread.
+
+    After C{os.fork()} the child starts with a fresh lock and no worker; the
+    events queued or in flight at the fork are the parent's to deliver and
+    are counted in the child as dropped (C{"fork"}), see
+    L{twisted_safelog._fork}.
+
+    An observer nobody references any more is collected; its worker then
+    delivers what was queued and ends. L{close} ends it at once.
     """
 
     def __init__(
@@ -111,6 +126,8 @@ class NonBlockingObserver:
         discardThreshold: float | None = None,
         discardLevel: Any = LogLevel.info,
         flushTimeout: float = 5.0,
+        stallTimeout: float | None = None,
+        start: bool = True,
         name: str | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
@@ -124,6 +141,8 @@ class NonBlockingObserver:
             raise ValueError(f"policy must be one of {choices}, not {policy!r}") from None
         if discardThreshold is not None and not 0 < discardThreshold <= 1:
             raise ValueError(f"discardThreshold must be in (0, 1], not {discardThreshold!r}")
+        if flushTimeout < 0:
+            raise ValueError(f"flushTimeout must be >= 0, not {flushTimeout!r}")
         self.reporter = defaultReporter() if reporter is None else reporter
         if not isinstance(observer, HardenedSink):
             observer = SafeObserver(observer, reporter=self.reporter, clock=clock)
@@ -136,52 +155,52 @@ class NonBlockingObserver:
         )
         self.discardLevel = _LEVEL_ORDER.get(discardLevel, _LEVEL_ORDER[LogLevel.info])
         self.flushTimeout = flushTimeout
+        self.stallTimeout = (
+            getattr(self.observer, "stallTimeout", DEFAULT_STALL_TIMEOUT)
+            if stallTimeout is None
+            else stallTimeout
+        )
         self.clock = MonotonicClock() if clock is None else clock
-        self._queue: deque[LogEvent] = deque()
+        #: How many times the worker thread could not be started.
+        self.startFailures = 0
+        self._channel = Channel()
         self._received = Counter()
         self._delivered = Counter()
         self._failed = Counter()
         self._drops = Drops()
-        self._setUpThreading()
-        self._shutdownTriggerAdded = False
-        self._synchronous = False
-        self._lastError: str | None = None
+        self._held = not start
+        self._shutDown = False
+        self._stuck = False
+        self._retryStartAt = 0.0
+        # Anything but the plain queued path goes through _slowCall.
+        self._direct = self._held
+        self._shutdownTrigger: object = None
         _instances.add(self)
         register(self)
-
-    def _setUpThreading(self) -> None:
-        self._lock = threading.Lock()
-        self._wakeWorker = threading.Condition(self._lock)
-        self._roomOrIdle = threading.Condition(self._lock)
-        self._inFlight = 0
-        self._alive = False
-        self._stopping = False
-        self._worker: threading.Thread | None = None
-        self._workerIdent: int | None = None
-
-    def _resetAfterFork(self) -> None:
-        self._setUpThreading()
+        registerForFork(self)
+        finalizer = weakref.finalize(self, self._channel.orphan)
+        finalizer.atexit = False
 
     def __repr__(self) -> str:
-        return f"<NonBlockingObserver {self.name} queued={len(self._queue)}>"
+        return f"<NonBlockingObserver {self.name} queued={len(self._channel.queue)}>"
 
     # -- the caller's side ------------------------------------------------------
 
     def __call__(self, event: LogEvent) -> None:
         self._received.increment()
-        if currentThread() == self._workerIdent:
+        channel = self._channel
+        if currentThread() == channel.workerIdent:
             self._echo(event)
             return
-        if self._synchronous:
-            # After shutdown: no reactor to keep responsive, and the process
-            # may end without warning (twistd re-raises SIGTERM).
-            self.observer(event)
-            self._delivered.increment()
+        if self._direct or not channel.alive:
+            self._slowCall(event)
             return
-        if not self._alive:
-            self._start()
-        queue = self._queue
-        with self._lock:
+        self._enqueue(event)
+
+    def _enqueue(self, event: LogEvent) -> None:
+        channel = self._channel
+        queue = channel.queue
+        with channel.lock:
             size = len(queue)
             if size >= self.discardAt and self._lowPriority(event):
                 accept, reason = False, DropReason.discarded
@@ -190,7 +209,7 @@ class NonBlockingObserver:
             elif self.policy is OverflowPolicy.dropOldest:
                 queue.popleft()
                 accept, reason = True, DropReason.overflow
-            elif self.policy is OverflowPolicy.block and self._roomOrIdle.wait_for(
+            elif self.policy is OverflowPolicy.block and channel.room.wait_for(
                 lambda: len(queue) < self.maxQueue, self.blockTimeout
             ):
                 accept, reason = True, None
@@ -198,9 +217,26 @@ class NonBlockingObserver:
                 accept, reason = False, DropReason.overflow
             if accept:
                 queue.append(dict(event))
-                self._wakeWorker.notify()
+                channel.wake.notify()
         if reason is not None:
             self._drop(reason, 1)
+
+    def _slowCall(self, event: LogEvent) -> None:
+        """
+        Not started yet, shut down, or no worker running.
+        """
+        if self._shutDown:
+            self._afterShutdown(event)
+        elif self._held or time.monotonic() < self._retryStartAt or not self._start():
+            self._deliverHere(event)
+        else:
+            self._direct = False
+            self._enqueue(event)
+
+    def _deliverHere(self, event: LogEvent) -> None:
+        # The hardened sink never raises an Exception.
+        self.observer(event)
+        self._delivered.increment()
 
     def _lowPriority(self, event: LogEvent) -> bool:
         try:
@@ -226,151 +262,223 @@ class NonBlockingObserver:
         except Exception:
             pass
 
-    # -- the worker ---------------------------------------------------------------
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._alive:
-                return
-            self._alive = True
-            self._stopping = False
-            worker = threading.Thread(
-                target=self._work, name=f"twisted-safelog worker: {self.name}", daemon=True
-            )
-            self._worker = worker
-        worker.start()
-        self._flushAtReactorShutdown()
-
-    def _flushAtReactorShutdown(self) -> None:
-        if self._shutdownTriggerAdded or "twisted.internet.reactor" not in sys.modules:
-            return
-        self._shutdownTriggerAdded = True
-        from twisted.internet import reactor
-
+    def _note(self, line: str) -> None:
         try:
-            reactor.addSystemEventTrigger("after", "shutdown", self.shutdown)
-        except Exception:
-            self._shutdownTriggerAdded = False
-
-    def _work(self) -> None:
-        self._workerIdent = currentThread()
-        queue = self._queue
-        try:
-            while True:
-                with self._lock:
-                    if not queue:
-                        if self._stopping:
-                            return
-                        self._roomOrIdle.notify_all()
-                        self._wakeWorker.wait(self._idleWait())
-                    event = queue.popleft() if queue else None
-                    if event is not None:
-                        self._inFlight = 1
-                        self._roomOrIdle.notify_all()
-                if event is None:
-                    self._retryQuarantined()
-                    continue
-                try:
-                    self.observer(event)
-                    self._delivered.increment()
-                except BaseException as error:
-                    # A hardened sink does not raise; if something still
-                    # does, the worker keeps going.
-                    self._failed.increment()
-                    self._lastError = describe(error)
-                    try:
-                        self.reporter.failure(self.name, error, describe(error))
-                    except Exception:
-                        pass
-                finally:
-                    with self._lock:
-                        self._inFlight = 0
-        finally:
-            with self._lock:
-                self._alive = False
-                self._workerIdent = None
-                self._roomOrIdle.notify_all()
-
-    def _idleWait(self) -> float | None:
-        """
-        How long the idle worker may sleep: until the sink's breaker lets a
-        probe through, if it holds buffered events; otherwise until woken.
-        """
-        sink = self.observer
-        if not sink.buffered:
-            return None
-        breaker = sink.breaker
-        if breaker.state is BreakerState.closed:
-            return 0.01
-        return max(0.01, min(breaker.retryAt - breaker.clock.seconds(), 1.0))
-
-    def _retryQuarantined(self) -> None:
-        try:
-            self.observer.drain()
+            self.reporter.note(line)
         except Exception:
             pass
 
+    # -- the worker ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Start delivering from the worker thread now (for an observer made
+        with C{start=False}; otherwise the first event starts it).
+        """
+        self._held = False
+        self._direct = self._shutDown
+        if not self._channel.alive:
+            self._start()
+
+    def _start(self) -> bool:
+        """
+        Start the worker unless it runs; C{False} if it cannot start.
+        """
+        channel = self._channel
+        with channel.lock:
+            if channel.alive:
+                return True
+            channel.alive = True
+            channel.stopping = False
+            worker = threading.Thread(
+                target=work,
+                args=(
+                    channel,
+                    self.observer,
+                    self._delivered,
+                    self._failed,
+                    self.reporter,
+                    self.name,
+                ),
+                name=f"twisted-safelog worker: {self.name}",
+                daemon=True,
+            )
+            channel.worker = worker
+        try:
+            worker.start()
+        except Exception as error:
+            with channel.lock:
+                channel.alive = False
+                channel.worker = None
+            self._startFailed(error)
+            return False
+        self._flushAtReactorShutdown()
+        return True
+
+    def _startFailed(self, error: Exception) -> None:
+        self.startFailures += 1
+        self._retryStartAt = time.monotonic() + _START_RETRY
+        self._direct = True
+        try:
+            self.reporter.failure(
+                self.name,
+                error,
+                f"worker thread could not start ({describe(error)}); delivering on the "
+                f"caller's thread, trying again in {_START_RETRY:g}s "
+                f"({self.startFailures} failed starts)",
+            )
+        except Exception:
+            pass
+
+    def _flushAtReactorShutdown(self) -> None:
+        if self._shutdownTrigger is not None or "twisted.internet.reactor" not in sys.modules:
+            return
+        from twisted.internet import reactor
+
+        # Held weakly: the reactor must not keep a discarded observer alive.
+        ref = weakref.ref(self)
+
+        def shutdownIfAlive() -> None:
+            observer = ref()
+            if observer is not None:
+                observer.shutdown()
+
+        try:
+            self._shutdownTrigger = reactor.addSystemEventTrigger(
+                "after", "shutdown", shutdownIfAlive
+            )
+        except Exception:
+            self._shutdownTrigger = None
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        channel = self._channel
+        inFlight, queued = channel.inFlight, len(channel.queue)
+        channel.reset()
+        if not keepPending:
+            channel.queue.clear()
+        lost = inFlight + (0 if keepPending else queued)
+        if not lost:
+            return None
+        self._drops.add(DropReason.fork, lost)
+        line = (
+            f"sink {self.name}: forked with {queued} queued and {inFlight} in-flight "
+            f"events; the parent process delivers them, this child counts them as "
+            f"dropped (fork)"
+        )
+        return lambda: self._note(line)
+
     # -- shutdown -----------------------------------------------------------------
+
+    def _stalled(self) -> bool:
+        channel = self._channel
+        return bool(channel.inFlight) and (
+            time.monotonic() - channel.inFlightSince >= self.stallTimeout > 0
+        )
 
     def flush(self, timeout: float | None = None) -> bool:
         """
         Wait up to C{timeout} seconds (C{flushTimeout} by default) for the
-        queue to be delivered. Whatever is still queued then is dropped
-        (reason C{"shutdown"}) and reported in one line. Returns whether
-        everything was delivered.
+        queue to be delivered, and not at all once the delivery in progress
+        has not returned for C{stallTimeout} seconds. Whatever is still
+        queued then is dropped (reason C{"shutdown"}) and reported in one
+        line. Returns whether everything was delivered.
         """
         timeout = self.flushTimeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        if self._queue and not self._alive:
-            try:
-                self._start()
-            except RuntimeError:
-                # Too late in interpreter shutdown to start a thread.
-                pass
-        with self._lock:
-            workerAlive = self._alive and self._worker is not None and self._worker.is_alive()
-            while (self._queue or self._inFlight) and workerAlive:
+        channel = self._channel
+        if channel.queue and not channel.alive:
+            self._start()
+        stuckIn: float | None = None
+        with channel.lock:
+            while channel.pending() and channel.alive:
+                if self._stalled():
+                    # Stalled, and still the same delivery a moment later.
+                    if stuckIn == channel.inFlightSince:
+                        break
+                    stuckIn = channel.inFlightSince
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._wakeWorker.notify()
-                self._roomOrIdle.wait(remaining)
-                workerAlive = self._alive
-            left = len(self._queue)
-            self._queue.clear()
+                channel.wake.notify()
+                # Wake now and then to notice a delivery that stalls.
+                channel.idle.wait(min(remaining, 0.2))
+            left = len(channel.queue)
+            channel.queue.clear()
+            inFlight = channel.inFlight
         if left:
             self._drop(DropReason.shutdown, left)
-            try:
-                self.reporter.note(
-                    f"sink {self.name}: {left} queued events could not be delivered "
-                    f"within {timeout:g}s at shutdown (counted as dropped: shutdown)"
-                )
-            except Exception:
-                pass
-        return left == 0
+            self._note(
+                f"sink {self.name}: {left} queued events could not be delivered "
+                f"within {timeout:g}s at shutdown (counted as dropped: shutdown)"
+            )
+        return left == 0 and not inFlight
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """
-        L{flush}, then deliver every later event synchronously, on the
-        caller's thread: called when the reactor has shut down and at exit,
-        so that the last lines (twistd's "Server Shut Down.") are written
-        before the process ends.
+        L{flush}; from then on each event is handed to the worker and the
+        caller waits (up to C{flushTimeout}) until it is written, so that
+        the last lines (twistd's "Server Shut Down.") reach the sink before
+        the process ends; if the worker is stuck, events are dropped
+        (C{"shutdown"}) at once instead. Called when the reactor has shut
+        down and at exit.
         """
         delivered = self.flush(timeout)
-        self._synchronous = True
+        self._shutDown = True
+        self._direct = True
+        if self._channel.inFlight:
+            self._becameStuck()
         return delivered
+
+    def _becameStuck(self) -> None:
+        if self._stuck:
+            return
+        self._stuck = True
+        self._note(
+            f"sink {self.name}: its delivery has not returned; events from now on "
+            "are dropped (shutdown), not waited for"
+        )
+
+    def _afterShutdown(self, event: LogEvent) -> None:
+        if self._stuck or self._stalled():
+            self._becameStuck()
+            self._drop(DropReason.shutdown, 1)
+            return
+        channel = self._channel
+        if not channel.alive and not self._start():
+            # No thread can start (interpreter exit); the sink is not stuck.
+            self._deliverHere(event)
+            return
+        queue = channel.queue
+        copy = dict(event)
+        with channel.lock:
+            if len(queue) >= self.maxQueue:
+                delivered, kept = False, False
+            else:
+                queue.append(copy)
+                channel.wake.notify()
+                delivered = channel.idle.wait_for(lambda: not channel.pending(), self.flushTimeout)
+                kept = not delivered and any(e is copy for e in queue)
+                if kept:
+                    queue.remove(copy)
+        if not delivered:
+            self._becameStuck()
+            if kept or len(queue) >= self.maxQueue:
+                self._drop(DropReason.shutdown, 1)
 
     def stop(self, timeout: float | None = None) -> bool:
         """
-        L{flush}, then end the worker thread. A later event starts it again.
+        L{flush}, then end the worker thread (waiting for it up to the same
+        timeout). A later event starts it again.
         """
+        timeout = self.flushTimeout if timeout is None else timeout
         delivered = self.flush(timeout)
-        with self._lock:
-            self._stopping = True
-            self._wakeWorker.notify_all()
-            worker = self._worker
+        channel = self._channel
+        with channel.lock:
+            channel.stopping = True
+            channel.wake.notify_all()
+            worker = channel.worker
         if worker is not None and worker is not threading.current_thread():
-            worker.join(timeout if timeout is not None else self.flushTimeout)
+            worker.join(0 if self._stalled() else timeout)
         return delivered
 
     def drain(self) -> None:
@@ -379,23 +487,45 @@ class NonBlockingObserver:
         sink buffers, are delivered as soon as they can be, without waiting
         for the next event. Never waits.
         """
-        with self._lock:
-            self._wakeWorker.notify()
+        channel = self._channel
+        with channel.lock:
+            channel.wake.notify()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """
-        L{stop}: flush for up to C{flushTimeout} seconds, count and report
-        what is left, end the worker.
+        L{stop} (flush for up to C{timeout} seconds, count and report what is
+        left, end the worker), then close the wrapped sink (unless its
+        delivery is stuck) and release what this observer holds in the
+        reactor.
         """
-        self.stop()
+        self.stop(timeout)
+        if not self._channel.inFlight:
+            try:
+                self.observer.close()
+            except Exception:
+                pass
+        trigger, self._shutdownTrigger = self._shutdownTrigger, None
+        if trigger is not None:
+            from twisted.internet import reactor
+
+            try:
+                reactor.removeSystemEventTrigger(trigger)
+            except Exception:
+                pass
 
     # -- accounting -------------------------------------------------------------
 
     def stats(self) -> SinkStats:
         """
-        This observer's own counters (the queue); the wrapped sink has its
-        own L{SinkStats} in C{observer.stats()}.
+        This observer's own counters (the queue; an event being delivered
+        counts as buffered); the wrapped sink has its own L{SinkStats} in
+        C{observer.stats()}. C{stalledFor} is how long the delivery in
+        progress has not returned, once that is C{stallTimeout} or more.
         """
+        channel = self._channel
+        stalledFor = 0.0
+        if self._stalled():
+            stalledFor = time.monotonic() - channel.inFlightSince
         sink = self.observer.stats()
         return SinkStats.fromCounters(
             self.name,
@@ -404,7 +534,8 @@ class NonBlockingObserver:
             self._delivered,
             self._failed,
             self._drops,
-            len(self._queue) + self._inFlight,
+            channel.pending(),
             since=sink.since,
-            lastError=self._lastError if self._lastError is not None else sink.lastError,
+            lastError=channel.lastError if channel.lastError is not None else sink.lastError,
+            stalledFor=stalledFor,
         )

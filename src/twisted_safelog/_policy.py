@@ -95,6 +95,10 @@ class Policy:
     @ivar maxAttempts: with C{retryFailed}, deliveries tried before an event
         is counted failed after all, so one poisonous event cannot block the
         sink for ever.
+    @ivar stallTimeout: seconds a delivery may not return (with no other
+        delivery to the sink completing meanwhile) before the sink is
+        reported once as "stalled for N s" and C{stats().stalledFor} shows
+        it; C{0} never.
     """
 
     failureThreshold: int = field(default=5, validator=_number(integer=True, minimum=1))
@@ -104,6 +108,7 @@ class Policy:
     bufferSize: int = field(default=DEFAULT_BUFFER_SIZE, validator=_number(integer=True, minimum=0))
     retryFailed: bool = field(default=False, validator=_boolean)
     maxAttempts: int = field(default=10, validator=_number(integer=True, minimum=1))
+    stallTimeout: float = field(default=5.0, validator=_number(minimum=0))
 
     def __attrs_post_init__(self) -> None:
         if self.maxResetTimeout < self.resetTimeout:
@@ -155,6 +160,7 @@ class PolicySettings(TypedDict, total=False):
     bufferSize: int
     retryFailed: bool
     maxAttempts: int
+    stallTimeout: float
 
 
 _NAMES = frozenset(a.name for a in fields(Policy))

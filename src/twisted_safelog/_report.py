@@ -13,7 +13,6 @@ an exact count of what was suppressed.
 from __future__ import annotations
 
 import io
-import os
 import re
 import threading
 import time
@@ -25,6 +24,8 @@ from typing import TextIO
 from zope.interface import Interface, implementer
 
 from ._breaker import IClock, MonotonicClock
+from ._fdwriter import FileDescriptorWriter
+from ._fork import registerForFork
 
 __all__ = [
     "REPORT_PREFIX",
@@ -77,25 +78,6 @@ class IReporter(Interface):
         """
 
 
-class FileDescriptorWriter:
-    """
-    Write text to a file descriptor with C{os.write}, bypassing every Python
-    file object (and so any C{sys.stderr} replacement).
-    """
-
-    def __init__(self, fd: int = 2) -> None:
-        self.fd = fd
-
-    def __repr__(self) -> str:
-        return f"FileDescriptorWriter(fd={self.fd})"
-
-    def __call__(self, text: str) -> None:
-        data = text.encode("utf-8", "backslashreplace")
-        while data:
-            written = os.write(self.fd, data)
-            data = data[written:]
-
-
 class StreamWriter:
     """
     Write text to a file object that is known not to feed the log (an
@@ -105,6 +87,11 @@ class StreamWriter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._lock = threading.Lock()
+        registerForFork(self)
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        self._lock = threading.Lock()
+        return None
 
     def __repr__(self) -> str:
         return f"StreamWriter({self.stream!r})"
@@ -137,8 +124,9 @@ class Reporter:
     kind for the same sink are written at most once per C{interval} seconds,
     the next line saying exactly how many were suppressed in between.
 
-    @param write: where lines go; C{os.write} to file descriptor 2 by
-        default. Anything it raises is swallowed.
+    @param write: where lines go; file descriptor 2 by default, written
+        without ever blocking (see L{FileDescriptorWriter}). Anything it
+        raises is swallowed; a writer you pass must not block either.
     @param clock: for the rate limit; a monotonic clock by default.
     @param interval: seconds between two lines of the same kind.
     @param tracebackLimit: frames shown with the first failure of a kind.
@@ -158,6 +146,11 @@ class Reporter:
         self._lock = threading.Lock()
         self._repeats: dict[tuple[str, ...], _Repeats] = {}
         self._seen: set[tuple[str, ...]] = set()
+        registerForFork(self)
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        self._lock = threading.Lock()
+        return None
 
     def __repr__(self) -> str:
         return f"Reporter(write={self.write!r}, interval={self.interval:g})"
@@ -260,6 +253,11 @@ class _DefaultReporter:
     def __init__(self) -> None:
         self.target: IReporter | None = None
         self._lock = threading.Lock()
+        registerForFork(self)
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        self._lock = threading.Lock()
+        return None
 
     def __repr__(self) -> str:
         return f"defaultReporter() -> {self.current()!r}"

@@ -18,10 +18,12 @@ from twisted.python import log as legacyLog
 from zope.interface import implementer
 
 from ._breaker import BreakerState, CircuitBreaker, IClock
+from ._fork import registerForFork
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe, uniqueName
+from ._stall import StallTracker, watchdog
 from ._stats import Counter, DropReason, Drops, SinkStats
 from ._status import stateChanged
 
@@ -125,7 +127,7 @@ class HardenedSink(Generic[T]):
         )
         self.breaker.addListener(self._stateChanged)
         self.fallback = fallback
-        self._guard = ReentryGuard()
+        self._guard = ReentryGuard(resetAtFork=False)
         self._lock = threading.Lock()
         # (item, failed attempts so far), oldest first.
         self._buffer: deque[tuple[T, int]] = deque()
@@ -140,6 +142,13 @@ class HardenedSink(Generic[T]):
         self._since = time.time()
         self._lastError: str | None = None
         register(self)
+        #: Seconds a delivery may not return before the sink is reported as
+        #: stalled (by the watchdog thread: the delivering thread pays
+        #: nothing); 0 turns it off.
+        self.stallTimeout = policy.stallTimeout
+        self._stall = StallTracker()
+        registerForFork(self)
+        watchdog.watch(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.breaker.state.value}>"
@@ -370,6 +379,46 @@ class HardenedSink(Generic[T]):
             )
         self._report(self.reporter.stateChanged, self.name, old.value, new.value, detail)
 
+    # -- lifecycle ------------------------------------------------------------
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        """
+        A forked child starts clean: a new lock, no drain in progress, no
+        thread that is gone marked as delivering. Deliveries that were in
+        flight on those threads, and (unless C{keepPending}) the replay
+        buffer, belong to the parent: counted here as dropped (C{"fork"}).
+        """
+        self._lock = threading.Lock()
+        self._draining = False
+        gone = self._guard.forgetOtherThreads()
+        buffered = 0
+        if not keepPending:
+            buffered = len(self._buffer)
+            self._buffer.clear()
+        if not gone + buffered:
+            return None
+        self._drops.add(DropReason.fork, gone + buffered)
+        line = (
+            f"sink {self.name}: forked with {gone} deliveries in flight on other threads "
+            f"and {buffered} buffered events; the parent process delivers them, this "
+            f"child counts them as dropped (fork)"
+        )
+        return lambda: self._report(self.reporter.note, line)
+
+    def _checkStall(self, now: float) -> None:
+        """
+        The watchdog's sample: a delivery in progress and none ended for
+        C{stallTimeout} seconds is reported once as stalled.
+        """
+        line = self._stall.sample(
+            now,
+            bool(self._guard.active),
+            self._delivered.value + self._failed.value,
+            self.stallTimeout,
+        )
+        if line is not None:
+            self._report(self.reporter.note, f"sink {self.name} {line}")
+
     # -- accounting ---------------------------------------------------------
 
     def stats(self) -> SinkStats:
@@ -386,6 +435,7 @@ class HardenedSink(Generic[T]):
             len(self._buffer),
             self._since,
             self._lastError,
+            stalledFor=self._stall.stalledFor(time.monotonic()),
         )
 
     def close(self) -> None:
@@ -399,6 +449,7 @@ class HardenedSink(Generic[T]):
             self._buffer.clear()
         if remaining:
             self._drop(DropReason.shutdown, remaining)
+        watchdog.unwatch(self)
         self._report(self.reporter.flush)
 
 

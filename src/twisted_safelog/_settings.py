@@ -125,8 +125,17 @@ SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
     "rotate_length": (_number(int, 0), 1_000_000, "rotate the log file at this size; 0: never"),
     "max_rotated_files": (_number(int, 0), 0, "rotated files to keep; 0: all"),
     "create_directory": (_boolean, False, "create the log file's directory if missing"),
-    "nonblocking": (_boolean, False, "deliver to the log file and stdlib from a worker thread"),
+    "nonblocking": (
+        _boolean,
+        True,
+        "deliver to the log file (or stdout) and stdlib from a worker thread",
+    ),
     "queue_size": (_number(int, 1), 10_000, "non-blocking queue length"),
+    "stall_timeout": (
+        _number(float, 0),
+        5.0,
+        "seconds a delivery may not return before the sink is reported stalled; 0: never",
+    ),
     "overflow": (
         _choice("drop-newest", "drop-oldest", "block"),
         "drop-newest",
@@ -164,13 +173,14 @@ class Settings:
     rotate_length: int = 1_000_000
     max_rotated_files: int = 0
     create_directory: bool = False
-    nonblocking: bool = False
+    nonblocking: bool = True
     queue_size: int = 10_000
     overflow: str = "drop-newest"
     status_file: str = ""
     status_interval: float = 5.0
     metrics_port: int | None = None
     metrics_interface: str = "127.0.0.1"
+    stall_timeout: float = 5.0
 
     @property
     def logLevel(self) -> Any:
@@ -185,6 +195,7 @@ class Settings:
             resetTimeout=self.reset_timeout,
             maxResetTimeout=self.max_reset_timeout,
             bufferSize=self.buffer_size,
+            stallTimeout=self.stall_timeout,
         )
 
     @classmethod

@@ -33,6 +33,9 @@ class DropReason(StringEnum):
     shutdown = "shutdown"
     #: A lower-priority event was discarded to make room (non-blocking sinks).
     discarded = "discarded"
+    #: Pending when the process forked: the other process delivers it (see
+    #: L{twisted_safelog._fork}).
+    fork = "fork"
 
 
 class Counter:
@@ -112,6 +115,9 @@ class SinkStats:
     since: float = 0.0
     #: The last failure, in one short line; L{None} if it never failed.
     lastError: str | None = None
+    #: Seconds the sink's current delivery has been stalled (not returned,
+    #: none completed), once that passed its stall timeout; 0 otherwise.
+    stalledFor: float = 0.0
 
     @classmethod
     def fromCounters(
@@ -125,6 +131,7 @@ class SinkStats:
         buffered: int,
         since: float = 0.0,
         lastError: str | None = None,
+        stalledFor: float = 0.0,
     ) -> SinkStats:
         """
         A snapshot of a sink's live counters; C{dropped} is the sum of the
@@ -142,6 +149,7 @@ class SinkStats:
             buffered=buffered,
             since=since,
             lastError=None if lastError is None else oneLine(lastError),
+            stalledFor=stalledFor,
         )
 
     def __getitem__(self, key: str) -> Any:
@@ -181,6 +189,7 @@ class SinkStats:
             f"failed={self.failed} dropped={self.dropped}"
             + (f" ({drops})" if drops else "")
             + f" buffered={self.buffered}"
+            + (f" stalled for {self.stalledFor:.3g}s" if self.stalledFor else "")
         )
 
 
@@ -195,6 +204,7 @@ _FIELDS = (
     "buffered",
     "since",
     "lastError",
+    "stalledFor",
 )
 
 

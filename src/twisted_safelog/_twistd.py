@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from ._errors import ConfigurationError
 from ._file import formatJSONLine, formatTextLine, safeFileLogObserver
+from ._fork import handOverAtFork
 from ._install import install
 from ._nonblocking import NonBlockingObserver
 from ._operations import FirstThatWorks, reportsFallback, serveMetrics, statusFileFor
@@ -38,6 +39,7 @@ from ._registry import IHardenedSink
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
 from ._safe import SafeObserver
 from ._settings import Settings
+from ._stall import watchdog
 from ._statusfile import RecentReports, StatusFile
 
 __all__ = ["buildObserver", "observer", "twistdOptions"]
@@ -193,6 +195,11 @@ def buildObserver(
     if logfile == "-" and not nodaemon:
         raise ConfigurationError("daemons cannot log to stdout; give --logfile=PATH or run with -n")
     toStdout = logfile == "-" or (nodaemon and not logfile)
+    # Daemonizing: start no thread before twistd forks (see
+    # _startWhenRunning). In the foreground there is no fork to wait for.
+    startNow = nodaemon or not installSignalHandler
+    if not startNow:
+        handOverAtFork(True)
     formatter = formatJSONLine if settings.format == "json" else formatTextLine
     policy = settings.policy()
 
@@ -214,7 +221,9 @@ def buildObserver(
             policy=policy,
         )
         sink = fileSink
-        logWrite = fileSink.writer.write
+        # Reports into the log file never wait for it (a stuck write holds
+        # its lock; a stopped terminal takes nothing).
+        logWrite = fileSink.writer.writeReport
         if installSignalHandler:
             _reopenOnSIGUSR1(fileSink.writer.reopen)
 
@@ -234,38 +243,59 @@ def buildObserver(
     sink.reporter = reporter
 
     top: ILogObserver = sink
-    flushers: list[Callable[[], object]] = []
+    workers: list[NonBlockingObserver] = []
     if settings.nonblocking:
-        nonBlocking = _nonBlocking(sink, settings, reporter)
-        flushers.append(nonBlocking.shutdown)
+        nonBlocking = _nonBlocking(sink, settings, reporter, startNow)
+        workers.append(nonBlocking)
         top = nonBlocking
     filtered = FilteringLogObserver(
         top, [LogLevelFilterPredicate(defaultLogLevel=settings.logLevel)]
     )
     installation = install(globalLogPublisher, policy=policy, reporter=reporter)
-    flushers.extend(_bridge(settings, reporter, policy))
+    workers.extend(_bridge(settings, reporter, policy, startNow))
     if installSignalHandler:
-        closers = [*flushers, installation.close, sink.close, reporter.flush]
+        closers: list[Callable[[], object]] = [w.shutdown for w in workers]
+        closers += [installation.close, sink.close, reporter.flush]
         if statusFile is not None:
             closers.append(statusFile.stop)
-            _startWhenRunning(statusFile)
+        _startWhenRunning(workers if not startNow else [], statusFile)
         _closeAtShutdown(*closers)
     return _TwistdObserver(filtered, sink)
 
 
-def _startWhenRunning(statusFile: StatusFile) -> None:
+def _startWhenRunning(
+    workers: Sequence[NonBlockingObserver], statusFile: StatusFile | None
+) -> None:
     """
-    Start the status file's writer once the reactor runs: twistd has
-    daemonized by then, so the thread is not lost in the fork.
+    Start threads once the reactor runs: twistd has daemonized by then, so
+    none is lost in the fork. Until then what is pending at a fork goes with
+    the child (twistd's parent exits at once), the non-blocking observers
+    deliver on the caller's thread, and the stall watchdog waits.
     """
     from twisted.internet import reactor
 
-    reactor.callWhenRunning(statusFile.start)
+    def running() -> None:
+        handOverAtFork(False)
+        for worker in workers:
+            worker.start()
+        watchdog.ensureRunning()
+        if statusFile is not None:
+            statusFile.start()
+
+    reactor.callWhenRunning(running)
 
 
-def _nonBlocking(sink: SafeObserver, settings: Settings, reporter: Reporter) -> NonBlockingObserver:
+def _nonBlocking(
+    sink: SafeObserver, settings: Settings, reporter: Reporter, startNow: bool
+) -> NonBlockingObserver:
+    # Under twistd not started here when daemonizing: twistd calls the
+    # factory before it forks, and the fork would lose the thread.
     return NonBlockingObserver(
-        sink, maxQueue=settings.queue_size, policy=settings.overflow, reporter=reporter
+        sink,
+        maxQueue=settings.queue_size,
+        policy=settings.overflow,
+        reporter=reporter,
+        start=startNow,
     )
 
 
@@ -317,21 +347,23 @@ class _TwistdObserver:
         return self.sink.stats()
 
 
-def _bridge(settings: Settings, reporter: Reporter, policy: Policy) -> list[Callable[[], object]]:
+def _bridge(
+    settings: Settings, reporter: Reporter, policy: Policy, startNow: bool
+) -> list[NonBlockingObserver]:
     """
-    Add the bridges the settings ask for; return what must be flushed at
-    shutdown.
+    Add the bridges the settings ask for; return the non-blocking observers
+    to start when the reactor runs and to flush at shutdown.
     """
     import logging
 
     from ._stdlib import StdlibObserver, TwistedHandler
 
-    flushers: list[Callable[[], object]] = []
+    workers: list[NonBlockingObserver] = []
     if settings.bridge in ("to-stdlib", "both"):
         bridge = SafeObserver(StdlibObserver(), policy, name="stdlib bridge", reporter=reporter)
         if settings.nonblocking:
-            nonBlocking = _nonBlocking(bridge, settings, reporter)
-            flushers.append(nonBlocking.shutdown)
+            nonBlocking = _nonBlocking(bridge, settings, reporter, startNow)
+            workers.append(nonBlocking)
             globalLogPublisher.addObserver(nonBlocking)
         else:
             globalLogPublisher.addObserver(bridge)
@@ -339,7 +371,7 @@ def _bridge(settings: Settings, reporter: Reporter, policy: Policy) -> list[Call
         root = logging.getLogger()
         root.addHandler(TwistedHandler(globalLogPublisher))
         root.setLevel(min(root.level or logging.WARNING, _stdlibLevel(settings.level)))
-    return flushers
+    return workers
 
 
 def _stdlibLevel(level: str) -> int:

@@ -1,0 +1,143 @@
+# -*- test-case-name: tests.test_nonblocking -*-
+"""
+The worker thread behind L{NonBlockingObserver}, and the state it shares
+with the observer.
+
+The thread holds the L{Channel} and the hardened sink, never the observer
+itself: an observer nobody references any more is collected, and its
+finalizer tells the worker to deliver what is queued and end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from twisted.logger import LogEvent
+
+from ._breaker import BreakerState
+from ._guard import currentThread
+from ._report import IReporter, describe
+from ._safe import HardenedSink
+from ._stats import Counter
+
+__all__ = ["Channel", "work"]
+
+
+class Channel:
+    """
+    The queue between the callers and the worker, its lock and conditions,
+    and what the worker is doing.
+    """
+
+    def __init__(self) -> None:
+        self.queue: deque[LogEvent] = deque()
+        self.reset()
+
+    def reset(self) -> None:
+        """
+        Fresh locks and no worker (at creation, and in a forked child, where
+        the worker is gone and its locks may be held for ever).
+        """
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        #: Notified when an event leaves the queue (for the block policy).
+        self.room = threading.Condition(self.lock)
+        #: Notified when the queue is empty and nothing is in flight (for
+        #: flushes): not on every event, so a waiting flush does not wake
+        #: for each one.
+        self.idle = threading.Condition(self.lock)
+        #: 1 while the worker delivers an event it took off the queue.
+        self.inFlight = 0
+        #: When that delivery began (C{time.monotonic()}).
+        self.inFlightSince = 0.0
+        self.alive = False
+        self.stopping = False
+        self.worker: threading.Thread | None = None
+        self.workerIdent: int | None = None
+        #: The last thing a hardened sink still raised into the worker.
+        self.lastError: str | None = None
+
+    def orphan(self) -> None:
+        """
+        The observer is gone: deliver what is queued, then end.
+        """
+        with self.lock:
+            self.stopping = True
+            self.wake.notify_all()
+
+    def pending(self) -> int:
+        return len(self.queue) + self.inFlight
+
+
+def work(
+    channel: Channel,
+    sink: HardenedSink[Any],
+    delivered: Counter,
+    failed: Counter,
+    reporter: IReporter,
+    name: str,
+) -> None:
+    """
+    The worker's loop: deliver queued events in order; while idle, replay a
+    quarantined sink's buffer when its breaker allows; end when told to stop
+    and the queue is empty.
+    """
+    channel.workerIdent = currentThread()
+    queue = channel.queue
+    try:
+        while True:
+            with channel.lock:
+                if not queue:
+                    if channel.stopping:
+                        return
+                    channel.idle.notify_all()
+                    channel.wake.wait(_idleWait(sink))
+                event = queue.popleft() if queue else None
+                if event is not None:
+                    channel.inFlight = 1
+                    channel.inFlightSince = time.monotonic()
+                    channel.room.notify()
+            if event is None:
+                try:
+                    sink.drain()
+                except Exception:
+                    pass
+                continue
+            try:
+                sink(event)
+                delivered.increment()
+            except BaseException as error:
+                # A hardened sink does not raise; if something still does,
+                # the worker keeps going.
+                failed.increment()
+                channel.lastError = describe(error)
+                try:
+                    reporter.failure(name, error, describe(error))
+                except Exception:
+                    pass
+            finally:
+                with channel.lock:
+                    channel.inFlight = 0
+    finally:
+        with channel.lock:
+            channel.alive = False
+            channel.workerIdent = None
+            channel.worker = None
+            channel.idle.notify_all()
+            channel.room.notify_all()
+
+
+def _idleWait(sink: HardenedSink[Any]) -> float | None:
+    """
+    How long the idle worker may sleep: until the sink's breaker lets a
+    probe through, if it holds buffered events; otherwise until woken.
+    """
+    if not sink.buffered:
+        return None
+    breaker = sink.breaker
+    if breaker.state is BreakerState.closed:
+        return 0.01
+    return max(0.01, min(breaker.retryAt - breaker.clock.seconds(), 1.0))

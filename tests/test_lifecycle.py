@@ -1,0 +1,496 @@
+"""
+The process's life: a real C{os.fork()} in the middle of a delivery (with
+and without a queue), a sink stuck on an C{Event} that is never set, a full
+pipe as file descriptor 2, a worker thread that cannot start, and descriptor
+and thread counts from C{/proc/self} over many create-use-close cycles.
+
+Forks and descriptor games run in a child interpreter, so that the test
+process's own state is never at stake; each is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from twisted_safelog import NonBlockingObserver, SafeObserver
+from twisted_safelog.testing import RecordingObserver
+
+from .helpers import RecordingReporter, event
+
+PRELUDE = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    from twisted_safelog import NonBlockingObserver, SafeObserver, Reporter
+    from twisted_safelog.testing import RecordingObserver
+
+    def ev(n):
+        return {"log_format": "event {n}", "n": n, "log_time": 0.0,
+                "log_namespace": "lifecycle"}
+
+    class Gate:
+        # A sink that blocks inside its delivery until the gate opens.
+        def __init__(self):
+            self.open = threading.Event()
+            self.entered = threading.Event()
+            self.seen = []
+        def __call__(self, e):
+            self.entered.set()
+            assert self.open.wait(30)
+            self.seen.append(e["n"])
+
+    def inChild(body):
+        # Run body() in a forked child; return its JSON result.
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                out = json.dumps(body()).encode()
+            except BaseException as e:
+                out = json.dumps({"error": repr(e)}).encode()
+            os.write(w, out)
+            os._exit(0)
+        os.close(w)
+        chunks = []
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.waitpid(pid, 0)
+        return json.loads(b"".join(chunks))
+    """
+)
+
+
+def runScript(body: str, timeout: float = 60, **popen: object) -> dict[str, object]:
+    """
+    Run C{PRELUDE + body} in a new interpreter; it prints one JSON line.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **popen,  # type: ignore[call-overload]
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# -- fork -----------------------------------------------------------------------
+
+
+def test_forkInTheMiddleOfASynchronousDelivery() -> None:
+    """
+    Another thread is inside the sink when the process forks. In the child
+    that thread is gone: its delivery is counted as dropped (fork), a new
+    thread (which may get the dead thread's identity) and the main thread
+    deliver normally, nothing is dropped as reentry; the parent finishes
+    its own delivery.
+    """
+    result = runScript(
+        """
+        reporter = Reporter(write=lambda text: None)
+        sink = Gate()
+        observer = SafeObserver(sink, reporter=reporter)
+        stuck = threading.Thread(target=observer, args=(ev(0),))
+        stuck.start()
+        assert sink.entered.wait(10)
+
+        def child():
+            sink.open.set()   # the child's copy of the gate
+            t = threading.Thread(target=observer, args=(ev(1),))
+            t.start(); t.join(10)
+            observer(ev(2))
+            s = observer.stats()
+            return {"seen": sink.seen, "byReason": dict(s.droppedByReason),
+                    "balanced": s.balanced}
+
+        inChildResult = inChild(child)
+        sink.open.set()
+        stuck.join(10)
+        print(json.dumps({"child": inChildResult, "parent": sink.seen,
+                          "parentStats": observer.stats().asDict()}))
+        """
+    )
+    child = result["child"]
+    assert child["seen"] == [1, 2], child  # type: ignore[index]
+    assert child["byReason"]["fork"] == 1, child  # type: ignore[index]
+    assert child["byReason"]["reentry"] == 0, child  # type: ignore[index]
+    assert child["balanced"], child  # type: ignore[index]
+    assert result["parent"] == [0]
+    assert result["parentStats"]["delivered"] == 1  # type: ignore[index]
+
+
+def test_forkInTheMiddleOfAQueuedDelivery() -> None:
+    """
+    The worker is inside the sink and five events wait in the queue when
+    the process forks: the parent delivers all six, exactly once; the child
+    counts them as dropped (fork), says so, and delivers its own events
+    with a new worker.
+    """
+    result = runScript(
+        """
+        notes = []
+        reporter = Reporter(write=notes.append)
+        sink = Gate()
+        observer = NonBlockingObserver(sink, reporter=reporter)
+        observer(ev(0))
+        assert sink.entered.wait(10)
+        for n in range(1, 6):
+            observer(ev(n))
+
+        def child():
+            sink.open.set()
+            before = len(sink.seen)
+            observer(ev(100))
+            observer(ev(101))
+            flushed = observer.flush(10)
+            s = observer.stats()
+            return {"seen": sink.seen[before:], "flushed": flushed,
+                    "byReason": dict(s.droppedByReason), "balanced": s.balanced,
+                    "notes": [n for n in notes if "forked" in n]}
+
+        inChildResult = inChild(child)
+        sink.open.set()
+        assert observer.flush(10)
+        print(json.dumps({"child": inChildResult, "parent": sink.seen}))
+        """
+    )
+    child = result["child"]
+    assert result["parent"] == [0, 1, 2, 3, 4, 5]
+    assert child["seen"] == [100, 101], child  # type: ignore[index]
+    assert child["flushed"]  # type: ignore[index]
+    assert child["byReason"]["fork"] == 6, child  # type: ignore[index]
+    assert child["byReason"]["reentry"] == 0, child  # type: ignore[index]
+    assert child["balanced"]  # type: ignore[index]
+    assert any("5 queued and 1 in-flight" in n for n in child["notes"]), child  # type: ignore[index]
+
+
+def test_forkWhileLocksAreHeldAndAProbeIsInFlight() -> None:
+    """
+    At the fork, other threads hold the file writer's lock (a write stuck
+    in a sink), the reporter's lock, and a half-open breaker's probe. In the
+    child none of them is held: it writes the file, reports, and probes.
+    """
+    result = runScript(
+        """
+        import tempfile
+        from twisted.internet.task import Clock
+        from twisted_safelog import CircuitBreaker, safeFileLogObserver
+        from twisted_safelog._report import Reporter
+
+        path = os.path.join(tempfile.mkdtemp(), "f.log")
+        observer = safeFileLogObserver(path)
+        writer = observer.writer
+        reporter = Reporter(write=lambda text: None)
+        clock = Clock()
+        breaker = CircuitBreaker(failureThreshold=1, resetTimeout=1, clock=clock)
+        breaker.failure()
+        clock.advance(2)
+        assert breaker.allow()           # the probe, never settled here
+        release = threading.Event()
+        held = threading.Event()
+
+        def holdLocks():
+            with writer._lock, reporter._lock:
+                held.set()
+                release.wait(30)
+
+        t = threading.Thread(target=holdLocks)
+        t.start()
+        assert held.wait(10)
+
+        def child():
+            done = {}
+            def work():
+                observer(ev(7))
+                reporter.note("from the child")
+                done["probe"] = breaker.allow()
+            w = threading.Thread(target=work)
+            w.start(); w.join(10)
+            return {"finished": not w.is_alive(), "probe": done.get("probe"),
+                    "text": open(path).read()}
+
+        inChildResult = inChild(child)
+        release.set()
+        t.join(10)
+        print(json.dumps(inChildResult))
+        """
+    )
+    assert result["finished"], result
+    assert result["probe"] is True
+    assert "event 7" in str(result["text"])
+
+
+# -- deadlines --------------------------------------------------------------------
+
+
+class StuckSink(RecordingObserver):
+    """
+    Blocks on an Event that is never set (an NFS write that never returns).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.never = threading.Event()
+        self.entered = threading.Event()
+        self.callers: list[str] = []
+
+    def __call__(self, e: dict[str, object]) -> None:
+        self.callers.append(threading.current_thread().name)
+        self.entered.set()
+        self.never.wait(30)
+        super().__call__(e)
+
+
+def test_afterShutdownEventsForAStuckSinkAreDroppedNotDelivered() -> None:
+    sink = StuckSink()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter, stallTimeout=0.2)
+    observer(event(0))
+    assert sink.entered.wait(10)
+    for n in range(1, 4):
+        observer(event(n))
+    began = time.monotonic()
+    assert observer.shutdown(timeout=5) is False
+    # The delivery had not returned for longer than stallTimeout: the flush
+    # stops waiting for it long before its 5 s deadline.
+    took = time.monotonic() - began
+    began = time.monotonic()
+    for n in range(4, 10):
+        observer(event(n))  # twistd's "Server Shut Down." and friends
+    after = time.monotonic() - began
+    try:
+        assert sink.callers == ["twisted-safelog worker: " + observer.name]
+        stats = observer.stats()
+        assert stats.droppedByReason["shutdown"] == 3 + 6
+        assert stats.buffered == 1  # the one the sink never returns from
+        assert stats.balanced
+        assert any("has not returned" in note for note in reporter.notes)
+        assert took < 4.0, took
+        assert after < 1.0, after
+    finally:
+        sink.never.set()
+
+
+def test_stalledDeliveryIsReportedOnceAndShownInStats() -> None:
+    sink = StuckSink()
+    reporter = RecordingReporter()
+    observer = SafeObserver(sink, reporter=reporter, stallTimeout=0.2)
+    caller = threading.Thread(target=observer, args=(event(0),), daemon=True)
+    caller.start()
+    assert sink.entered.wait(10)
+    deadline = time.monotonic() + 20
+    while observer.stats().stalledFor == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stalled = [n for n in reporter.notes if "stalled for" in n]
+    assert observer.stats().stalledFor >= 0.2
+    assert "stalled for" in observer.stats().summary()
+    time.sleep(0.3)  # several more watchdog samples: still one report
+    assert len([n for n in reporter.notes if "stalled for" in n]) == 1, stalled
+    sink.never.set()
+    caller.join(10)
+    deadline = time.monotonic() + 20
+    while not any("resumed after" in n for n in reporter.notes) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any("resumed after" in n for n in reporter.notes)
+    assert observer.stats().stalledFor == 0
+
+
+def test_nonBlockingStatsShowAStalledDelivery() -> None:
+    sink = StuckSink()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter(), stallTimeout=0.1)
+    observer(event(0))
+    assert sink.entered.wait(10)
+    deadline = time.monotonic() + 20
+    while observer.stats().stalledFor == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert observer.stats().stalledFor >= 0.1
+    finally:
+        sink.never.set()
+    assert observer.flush(10)
+    assert observer.stats().stalledFor == 0
+
+
+# -- reports and fd 2 -------------------------------------------------------------
+
+
+def fullPipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(w, fcntl.F_SETFL, flags)
+    return r, w
+
+
+def test_reportsNeverBlockOnAFullFd2AndSaySoWhenItDrains() -> None:
+    """
+    File descriptor 2 is a full pipe nobody reads: every log call through a
+    failing sink makes a report, and none of them waits. When the pipe is
+    read again, the next report says how many lines could not be written.
+    """
+    r, w = fullPipe()
+    script = PRELUDE + textwrap.dedent(
+        """
+        from twisted_safelog.testing import RaisingObserver
+        # Never quarantined: every event fails and is reported.
+        observer = SafeObserver(RaisingObserver(), failureThreshold=10**9,
+                                reporter=Reporter(interval=0))
+        worst = 0.0
+        for n in range(300):
+            began = time.perf_counter()
+            observer(ev(n))
+            worst = max(worst, time.perf_counter() - began)
+        from twisted_safelog._report import defaultReporter
+        print(json.dumps({"worst": worst}), flush=True)
+        sys.stdin.readline()          # the test drains fd 2
+        observer(ev(1000))
+        print(json.dumps({"done": True}), flush=True)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=w,
+        text=True,
+    )
+    os.close(w)
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        first = json.loads(process.stdout.readline())
+        fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_NONBLOCK)
+        try:
+            while os.read(r, 65536):
+                pass
+        except BlockingIOError:
+            pass
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline()) == {"done": True}
+        process.wait(30)
+        text = b""
+        try:
+            while chunk := os.read(r, 65536):
+                text += chunk
+        except BlockingIOError:
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(r)
+    print(f"\nslowest log call with fd 2 stalled: {first['worst'] * 1e3:.3f} ms")
+    assert first["worst"] < 0.5, first
+    assert b"report lines could not be written to file descriptor 2" in text, text[-500:]
+
+
+# -- threads that cannot start ----------------------------------------------------
+
+
+def test_aWorkerThatCannotStartNeverRaisesIntoTheCaller(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    observer(event(0))  # does not raise
+    observer(event(1))
+    assert [e["n"] for e in sink.events] == [0, 1], "delivered on the caller's thread"
+    assert observer.startFailures == 1, "retried a second later, not on every event"
+    assert any("could not start" in d for _, _, d in reporter.failures)
+    monkeypatch.undo()
+    monkeypatch.setattr("twisted_safelog._nonblocking._START_RETRY", 0.0)
+    observer._retryStartAt = 0.0
+    observer(event(2))
+    assert observer.flush(10)
+    assert [e["n"] for e in sink.events] == [0, 1, 2]
+    assert observer._channel.alive, "the worker runs again"
+    assert observer.stats().balanced
+    observer.close()
+
+
+# -- leaks ------------------------------------------------------------------------
+
+LEAK_SCRIPT = """
+import gc
+from twisted_safelog import safeFileLogObserver
+import tempfile
+
+def counts():
+    return len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
+
+where = tempfile.mkdtemp()
+before = counts()
+for n in range(1000):
+    file = safeFileLogObserver(os.path.join(where, f"{n % 7}.log"))
+    file(ev(n))
+    file.close()
+    queued = NonBlockingObserver(SafeObserver(RecordingObserver()))
+    queued(ev(n))
+    queued.close()
+gc.collect()
+deadline = time.monotonic() + 20
+while counts() != before and time.monotonic() < deadline:
+    # Sinks are in reference cycles (breaker listeners): the cyclic
+    # collector frees them, as it would in any long-running process.
+    gc.collect()
+    time.sleep(0.05)
+closed = counts()
+
+# Not closed, only dropped: the collector ends the thread and the file.
+for n in range(100):
+    file = safeFileLogObserver(os.path.join(where, f"{n % 7}.log"))
+    file(ev(n))
+    queued = NonBlockingObserver(file)
+    queued(ev(n))
+    del file, queued
+gc.collect()
+deadline = time.monotonic() + 20
+while counts() != before and time.monotonic() < deadline:
+    # Sinks are in reference cycles (breaker listeners): the cyclic
+    # collector frees them, as it would in any long-running process.
+    gc.collect()
+    time.sleep(0.05)
+print(json.dumps({"before": before, "closed": closed, "dropped": counts()}))
+"""
+
+
+def test_thousandCreateUseCloseCyclesLeaveNoDescriptorOrThread() -> None:
+    result = runScript(LEAK_SCRIPT, timeout=120)
+    print(f"\nfds, threads: {result}")
+    assert result["closed"] == result["before"], result
+    assert result["dropped"] == result["before"], result
+
+
+def test_closeReleasesTheFileDescriptor(tmp_path: Path) -> None:
+    from twisted_safelog import safeFileLogObserver
+
+    observer = safeFileLogObserver(tmp_path / "a.log")
+    observer(event(0))
+    fd = observer.writer._fd
+    assert fd is not None
+    observer.close()
+    assert observer.writer._fd is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
