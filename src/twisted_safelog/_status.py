@@ -20,7 +20,9 @@ from ._stats import SinkStats
 
 __all__ = [
     "HEALTHY_STATE",
+    "STALLED_STATE",
     "isHealthy",
+    "shownState",
     "stateChanged",
     "status",
     "uniqueNames",
@@ -30,6 +32,8 @@ __all__ = [
 #: The one state in which a sink is healthy: its breaker is closed.
 #: Everything else (open, half-open, stalled, ...) needs attention.
 HEALTHY_STATE = "closed"
+#: What status files and metrics call a sink whose delivery is stalled.
+STALLED_STATE = "stalled"
 
 
 _lock = threading.Lock()
@@ -59,9 +63,22 @@ def status() -> tuple[SinkStats, ...]:
 
 def isHealthy(stats: SinkStats) -> bool:
     """
-    Is this sink healthy (its breaker closed, nothing stalled)?
+    Is this sink healthy: its breaker closed, and no delivery stalled?
     """
-    return str(stats.state) == HEALTHY_STATE
+    return str(stats.state) == HEALTHY_STATE and not _stalledFor(stats)
+
+
+def shownState(stats: SinkStats) -> str:
+    """
+    The state to show an operator: C{"stalled"} while a delivery is stalled
+    (a non-blocking sink's worker stuck in its sink), else the breaker's.
+    """
+    return STALLED_STATE if _stalledFor(stats) else str(stats.state)
+
+
+def _stalledFor(stats: SinkStats) -> float:
+    # Sinks that cannot stall have no such field.
+    return float(getattr(stats, "stalledFor", 0.0) or 0.0)
 
 
 def uniqueNames(snapshots: Iterable[SinkStats]) -> list[tuple[str, SinkStats]]:

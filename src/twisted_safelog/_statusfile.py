@@ -27,7 +27,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._stats import oneLine
-from ._status import isHealthy, status, uniqueNames, watchStateChanges
+from ._status import isHealthy, shownState, status, uniqueNames, watchStateChanges
 
 __all__ = ["FORMAT_VERSION", "RecentReports", "StatusFile", "statusDocument"]
 
@@ -83,6 +83,8 @@ def statusDocument(
     for name, stats in uniqueNames(status()):
         entry = stats.asDict()
         entry["name"] = name
+        entry["breakerState"] = str(stats.state)
+        entry["state"] = shownState(stats)
         entry["healthy"] = isHealthy(stats)
         sinks.append(entry)
     document: dict[str, Any] = {

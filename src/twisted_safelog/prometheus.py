@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ._stats import DropReason
-from ._status import status, uniqueNames
+from ._status import shownState, status, uniqueNames
 
 __all__ = ["SafelogCollector", "register"]
 
@@ -79,7 +79,7 @@ class SafelogCollector:
             for reason in DropReason:
                 dropped.add_metric([name, reason.value], stats.droppedByReason.get(reason.value, 0))
             buffered.add_metric([name], stats.buffered)
-            current = str(stats.state)
+            current = shownState(stats)
             for value in (*STATES, *([current] if current not in STATES else [])):
                 state.add_metric([name, value], 1 if value == current else 0)
             since.add_metric([name], stats.since)
