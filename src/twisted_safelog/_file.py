@@ -282,18 +282,20 @@ class LogFileWriter:
         if error is not None:
             self._report(error)
 
-    def writeReport(self, text: str) -> None:
+    def writeReport(self, text: str) -> bool:
         """
         Append report lines without ever blocking the caller: not while a
         write is stuck (the lock is busy), and on a device or pipe not while
         it accepts nothing. What cannot be written is counted
         (L{unwrittenReports}) and said in one line by the next report that
         gets through. A regular file on a hung disk can still block.
+        Returns whether all of C{text} was written, so a caller can send
+        it somewhere else too (a daemon's fallback for reports).
         """
         data = text.encode("utf-8", "backslashreplace")
         if not self._lock.acquire(timeout=0.02):
             self._reportLost(data)
-            return
+            return False
         try:
             fd = self._current()
             if self._reportTarget is None or self._reportTarget.fd != fd:
@@ -303,16 +305,19 @@ class LogFileWriter:
                 note = lostReportsLine(self._pendingReports, self._pendingSince, self.path)
                 if write(note) < len(note):
                     self._reportLost(data)
-                    return
+                    return False
                 self._pendingReports = 0
             written = write(data)
             self._size += written
             if written < len(data):
                 self._reportLost(data[written:])
+                return False
         except OSError:
             self._reportLost(data)
+            return False
         finally:
             self._lock.release()
+        return True
 
     def _reportLost(self, data: bytes) -> None:
         import time

@@ -30,8 +30,9 @@ REPORTS_FALLBACK = "twisted-safelog-reports.log"
 class FirstThatWorks:
     """
     Write each report to the first writer that takes it: a daemon's log
-    file, and when that is the broken sink, a fallback file. Raises what the
-    last writer raised if none took it (the reporter contains it).
+    file, and when that is the broken sink, a fallback file. A writer that
+    raises or returns C{False} did not take it. Raises what the last writer
+    raised if none took it (the reporter contains it).
     """
 
     def __init__(self, *writers: Callable[[str], object]) -> None:
@@ -43,8 +44,8 @@ class FirstThatWorks:
     def __call__(self, text: str) -> None:
         for write in self.writers[:-1]:
             try:
-                write(text)
-                return
+                if write(text) is not False:
+                    return
             except Exception:
                 # Broken: the next one gets it.
                 pass
