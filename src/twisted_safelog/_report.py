@@ -310,11 +310,12 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _DEFAULT_REPR = re.compile(r"^<(?:[\w.]+\.)?(\w+) object>$")
 
 
-def _where(thing: object) -> str | None:
+def _where(thing: object, depth: int = 2) -> str | None:
     """
     The file a sink writes to, if it says: a handler's C{baseFilename}, or
     the C{name} of a file object among its attributes (or the file behind a
-    bound C{write} method, as structlog's observers keep). Never raises.
+    bound C{write} method, as structlog's observers keep), looking one
+    wrapped object deep. Never raises.
     """
     try:
         path = getattr(thing, "baseFilename", None)
@@ -323,12 +324,19 @@ def _where(thing: object) -> str | None:
         attributes = getattr(thing, "__dict__", None)
         if not isinstance(attributes, dict):
             return None
+        inner = []
         for value in list(attributes.values())[:20]:
             owner = getattr(value, "__self__", value)
             if isinstance(owner, io.IOBase):
                 name = getattr(owner, "name", None)
                 if isinstance(name, str):
                     return name
+            elif depth > 1 and hasattr(value, "__dict__") and not isinstance(value, type):
+                inner.append(value)
+        for value in inner:
+            found = _where(value, depth - 1)
+            if found is not None:
+                return found
     except Exception:
         pass
     return None

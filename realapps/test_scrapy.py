@@ -1,0 +1,141 @@
+"""
+Scrapy, an application this project did not write, crawling a site served
+on 127.0.0.1, plain and with C{twisted_safelog.install()} active: the same
+items and the same log lines (each once, the same count of every kind);
+and with a root handler whose C{emit} starts raising mid-crawl, plain Scrapy
+hangs (bounded here) while the hardened crawl finishes with every item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import attr
+import pytest
+
+from conftest import HERE, ITEMS, requireModule
+
+#: A healthy crawl of the site takes about 3 s here; a plain crawl whose
+#: root handler raises has not finished after this long (it never does).
+PLAIN_HANG_BOUND = 20.0
+#: Generous, for a loaded CI machine.
+FINISH_DEADLINE = 180.0
+
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+@attr.s(auto_attribs=True, frozen=True)
+class Crawl:
+    finished: bool
+    items: list[dict[str, str]]
+    log: str
+    stderr: str
+
+    def logLines(self) -> list[str]:
+        """
+        Scrapy's log records (the lines that start with a timestamp),
+        without the timestamp.
+        """
+        return [_STAMP.sub("", line) for line in self.log.splitlines() if _STAMP.match(line)]
+
+    def messageKinds(self) -> Counter[str]:
+        """
+        How many log records of each kind: numbers (timings, ports, stats
+        values) and ids blanked out.
+        """
+        kinds: Counter[str] = Counter()
+        for line in self.logLines():
+            line = re.sub(r"\b[0-9a-f]{16,}\b", "<id>", line)
+            kinds[re.sub(r"\d+", "#", line)] += 1
+        return kinds
+
+
+def startCrawl(
+    mode: str, port: int, directory: Path, raiseAfter: int | None = None
+) -> subprocess.Popen[str]:
+    directory.mkdir()
+    args = [sys.executable, str(HERE / "scrapy_crawl.py"), mode, str(port), "crawl.log", "items.jl"]
+    if raiseAfter is not None:
+        args.append(str(raiseAfter))
+    return subprocess.Popen(
+        args,
+        cwd=directory,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], directory: Path, timeout: float) -> Crawl:
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate(timeout=30)
+    items = directory / "items.jl"
+    log = directory / "crawl.log"
+    return Crawl(
+        finished="finished" in stdout.splitlines(),
+        items=sorted(
+            (json.loads(line) for line in items.read_text().splitlines()),
+            key=lambda item: item["url"],
+        )
+        if items.exists()
+        else [],
+        log=log.read_text(errors="replace") if log.exists() else "",
+        stderr=stderr,
+    )
+
+
+@pytest.fixture(autouse=True)
+def scrapy() -> None:
+    requireModule("scrapy")
+
+
+def test_sameItemsAndSameLogLinesEachOnce(site: int, tmp_path: Path) -> None:
+    plainProcess = startCrawl("plain", site, tmp_path / "plain")
+    installedProcess = startCrawl("installed", site, tmp_path / "installed")
+    plain = finish(plainProcess, tmp_path / "plain", FINISH_DEADLINE)
+    installed = finish(installedProcess, tmp_path / "installed", FINISH_DEADLINE)
+    assert plain.finished and installed.finished, (plain.stderr, installed.stderr)
+    assert len(plain.items) == ITEMS
+    assert installed.items == plain.items
+    assert installed.messageKinds() == plain.messageKinds()
+    assert len(installed.logLines()) == len(plain.logLines())
+    for n in range(ITEMS):
+        line = f"[site] INFO: item page http://127.0.0.1:{site}/item/{n}"
+        assert plain.logLines().count(line) == installed.logLines().count(line) == 1
+    assert "twisted-safelog:" not in installed.stderr + installed.log, "nothing to report"
+
+
+def test_aRaisingRootHandlerHangsPlainScrapyAndNotTheHardenedCrawl(
+    site: int, tmp_path: Path
+) -> None:
+    healthyProcess = startCrawl("plain", site, tmp_path / "healthy")
+    plainProcess = startCrawl("plain", site, tmp_path / "plain", raiseAfter=40)
+    installedProcess = startCrawl("installed", site, tmp_path / "installed", raiseAfter=40)
+    installed = finish(installedProcess, tmp_path / "installed", FINISH_DEADLINE)
+    healthy = finish(healthyProcess, tmp_path / "healthy", FINISH_DEADLINE)
+    plain = finish(plainProcess, tmp_path / "plain", PLAIN_HANG_BOUND)
+
+    assert not plain.finished, "plain Scrapy hangs once its root handler raises"
+    assert plain.items == []
+
+    assert installed.finished, installed.stderr
+    assert installed.items == healthy.items and len(healthy.items) == ITEMS
+    assert installed.messageKinds() == healthy.messageKinds(), "Scrapy's own log unharmed"
+    reports = [line for line in installed.stderr.splitlines() if "twisted-safelog:" in line]
+    assert any(
+        "sink <RaisingAfter (NOTSET)> quarantined after 5 consecutive failures" in line
+        for line in reports
+    ), installed.stderr
+    failures = [
+        line for line in reports if "failed: RuntimeError: the root handler is broken" in line
+    ]
+    assert len(failures) == 1, "reported once, repeats counted"
