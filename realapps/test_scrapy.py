@@ -139,3 +139,7 @@ def test_aRaisingRootHandlerHangsPlainScrapyAndNotTheHardenedCrawl(
         line for line in reports if "failed: RuntimeError: the root handler is broken" in line
     ]
     assert len(failures) == 1, "reported once, repeats counted"
+    # What the quarantined handler still held at exit: counted, one line.
+    atExit = [line for line in reports if line.endswith("(shutdown)")]
+    assert len(atExit) == 1
+    assert re.search(r"sink <RaisingAfter \(NOTSET\)> dropped \d+ events \(shutdown\)", atExit[0])

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
+from ._accounting import accountAll, watchReactor
 from ._breaker import IClock
-from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, hardenings, needsHardening
+from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, needsHardening
 from ._policy import Policy
 from ._registry import isHardened
 from ._report import IReporter
@@ -72,6 +73,7 @@ class Installation:
         """
         Replaces the publisher's C{addObserver}: add the hardened form.
         """
+        watchReactor()
         with _lock:
             self._originalAdd(self.wrap(observer))
 
@@ -96,14 +98,12 @@ class Installation:
 
     def close(self) -> None:
         """
-        At shutdown: replay what each wrapper's breaker allows, then count
-        and report what is still buffered (reason C{"shutdown"}). The
-        wrappers keep working afterwards.
+        At shutdown: account every hardened sink in the process, not only
+        this installation's (L{accountAll}): replay what each breaker
+        allows, then count and report what is still buffered (reason
+        C{"shutdown"}). The sinks keep working afterwards.
         """
-        for _, wrapper in list(self.wrappers.values()):
-            wrapper.close()
-        for hardening in hardenings():
-            hardening.core.close()
+        accountAll()
 
     def undo(self) -> None:
         originals = {id(w): o for o, w in self.wrappers.values()}
@@ -182,6 +182,7 @@ def install(
         safeArguments["reporter"] = reporter
     if clock is not None:
         safeArguments["clock"] = clock
+    watchReactor()
     with _lock:
         existing = _installations.get(id(publisher))
         if existing is not None:
