@@ -6,10 +6,12 @@ made it, as immutable snapshots, held weakly.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -211,3 +213,54 @@ def test_uniqueNamesNumberTheRepeats() -> None:
     named = [n for n, stats in uniqueNames(status()) if stats.name == name]
     assert named == [name, f"{name} #2"]
     del twins
+
+
+def test_aStalledSinkIsUnhealthyAndTheStatusFileHearsAtOnce(tmp_path: Path) -> None:
+    from twisted_safelog import StatusFile
+    from twisted_safelog._status import shownState
+
+    release = threading.Event()
+    name = unique("stuck")
+    stuck = SafeObserver(
+        lambda e: release.wait(30), name=name, reporter=RecordingReporter(), stallTimeout=0.2
+    )
+    queued = NonBlockingObserver(stuck, reporter=RecordingReporter(), stallTimeout=0.2)
+    path = tmp_path / "status.json"
+    # Ten minutes between writes: only the stall can explain a prompt one.
+    statusFile = StatusFile(path, interval=600)
+    statusFile.start()
+    try:
+        assert waitFor(path.exists)
+        queued(event())
+
+        def stalledInFile() -> bool:
+            try:
+                document = json.loads(path.read_text())
+            except ValueError:
+                return False
+            return any(s["name"] == name and s["state"] == "stalled" for s in document["sinks"])
+
+        assert waitFor(stalledInFile), path.read_text()
+        sinks = byName()
+        assert sinks[name].stalledFor > 0
+        assert sinks[name].state == "closed", "the breaker has nothing against it"
+        assert not isHealthy(sinks[name]) and shownState(sinks[name]) == "stalled"
+        assert not isHealthy(sinks[queued.name])
+        assert shownState(sinks[queued.name]) == "stalled"
+        entry = next(s for s in json.loads(path.read_text())["sinks"] if s["name"] == name)
+        assert entry["healthy"] is False and entry["breakerState"] == "closed"
+        release.set()
+        assert waitFor(lambda: isHealthy(byName()[name]))
+    finally:
+        release.set()
+        statusFile.stop()
+        queued.stop(5)
+
+
+def waitFor(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

@@ -417,7 +417,11 @@ class HardenedSink(Generic[T]):
             self.stallTimeout,
         )
         if line is not None:
+            # Stalled, or resumed: status files and metrics hear of it as
+            # of a state change.
+            self._since = time.time()
             self._report(self.reporter.note, f"sink {self.name} {line}")
+            stateChanged()
 
     # -- accounting ---------------------------------------------------------
 
