@@ -494,3 +494,99 @@ def test_closeReleasesTheFileDescriptor(tmp_path: Path) -> None:
     assert observer.writer._fd is None
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_reportsIntoAStoppedTerminalLogFileNeverBlock() -> None:
+    """
+    The log file is a terminal whose output is stopped (XOFF): report lines
+    written into it (the twistd factory's reports when daemonized) do not
+    wait; once output resumes, the next one says how many were lost.
+    """
+    import termios
+
+    from twisted_safelog import LogFileWriter
+
+    master, slave = os.openpty()
+    writer = LogFileWriter(os.ttyname(slave))
+    try:
+        termios.tcflow(slave, termios.TCOOFF)
+        began = time.monotonic()
+        for n in range(2000):
+            writer.writeReport(f"twisted-safelog: report {n} {'x' * 100}\n")
+        took = time.monotonic() - began
+        assert writer.unwrittenReports > 0
+        termios.tcflow(slave, termios.TCOON)
+        os.set_blocking(master, False)
+        try:
+            while os.read(master, 65536):
+                pass
+        except BlockingIOError:
+            pass
+        writer.writeReport("twisted-safelog: after\n")
+        deadline = time.monotonic() + 10
+        text = b""
+        while b"after" not in text and time.monotonic() < deadline:
+            try:
+                text += os.read(master, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+    finally:
+        writer.close()
+        os.close(slave)
+        os.close(master)
+    assert took < 5.0, took
+    assert b"report lines could not be written to" in text, text[-300:]
+
+
+def test_aStandaloneGuardForgetsDeadThreadsInAForkedChild() -> None:
+    """
+    The bridges' own reentry guards (not owned by a hardened sink) are reset
+    too: a thread that was inside one at the fork is not "delivering" in the
+    child.
+    """
+    result = runScript(
+        """
+        from twisted_safelog._guard import ReentryGuard
+        guard = ReentryGuard()
+        inside, release = threading.Event(), threading.Event()
+
+        def deliver():
+            tid = guard.enter()
+            inside.set()
+            release.wait(30)
+            guard.exit(tid)
+
+        t = threading.Thread(target=deliver)
+        t.start()
+        assert inside.wait(10)
+        child = inChild(lambda: {"active": len(guard.active)})
+        release.set()
+        t.join(10)
+        print(json.dumps({"child": child, "parentBefore": 1}))
+        """
+    )
+    assert result["child"] == {"active": 0}
+
+
+def test_exitWithAStuckSinkEndsWithinTheFlushDeadlineAndSaysWhatWasLost() -> None:
+    """
+    An ordinary interpreter exit (atexit flush) with a non-blocking sink
+    stuck for ever: the process ends within its flush timeout, and fd 2 says
+    how many queued events were not delivered.
+    """
+    script = PRELUDE + textwrap.dedent(
+        """
+        never = threading.Event()
+        observer = NonBlockingObserver(lambda e: never.wait(), flushTimeout=1.0)
+        for n in range(10):
+            observer(ev(n))
+        """
+    )
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    took = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    assert "9 queued events could not be delivered within 1s" in result.stderr, result.stderr
+    assert took < 30, took

@@ -32,7 +32,7 @@ from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
 from ._stall import DEFAULT_STALL_TIMEOUT
 from ._stats import Counter, DropReason, Drops, SinkStats
-from ._worker import Channel, work
+from ._worker import Channel
 
 __all__ = ["NonBlockingObserver", "OverflowPolicy"]
 
@@ -284,32 +284,11 @@ class NonBlockingObserver:
         """
         Start the worker unless it runs; C{False} if it cannot start.
         """
-        channel = self._channel
-        with channel.lock:
-            if channel.alive:
-                return True
-            channel.alive = True
-            channel.stopping = False
-            worker = threading.Thread(
-                target=work,
-                args=(
-                    channel,
-                    self.observer,
-                    self._delivered,
-                    self._failed,
-                    self.reporter,
-                    self.name,
-                ),
-                name=f"twisted-safelog worker: {self.name}",
-                daemon=True,
-            )
-            channel.worker = worker
-        try:
-            worker.start()
-        except Exception as error:
-            with channel.lock:
-                channel.alive = False
-                channel.worker = None
+        error = self._channel.startWorker(
+            (self.observer, self._delivered, self._failed, self.reporter, self.name),
+            f"twisted-safelog worker: {self.name}",
+        )
+        if error is not None:
             self._startFailed(error)
             return False
         self._flushAtReactorShutdown()
@@ -370,10 +349,7 @@ class NonBlockingObserver:
     # -- shutdown -----------------------------------------------------------------
 
     def _stalled(self) -> bool:
-        channel = self._channel
-        return bool(channel.inFlight) and (
-            time.monotonic() - channel.inFlightSince >= self.stallTimeout > 0
-        )
+        return self._channel.stalled(self.stallTimeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """
@@ -388,28 +364,12 @@ class NonBlockingObserver:
         channel = self._channel
         if channel.queue and not channel.alive:
             self._start()
-        stuckIn: float | None = None
-        with channel.lock:
-            while channel.pending() and channel.alive:
-                if self._stalled():
-                    # Stalled, and still the same delivery a moment later.
-                    if stuckIn == channel.inFlightSince:
-                        break
-                    stuckIn = channel.inFlightSince
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                channel.wake.notify()
-                # Wake now and then to notice a delivery that stalls.
-                channel.idle.wait(min(remaining, 0.2))
-            left = len(channel.queue)
-            channel.queue.clear()
-            inFlight = channel.inFlight
+        left, inFlight = channel.waitDelivered(deadline, self.stallTimeout)
         if left:
             self._drop(DropReason.shutdown, left)
             self._note(
                 f"sink {self.name}: {left} queued events could not be delivered "
-                f"within {timeout:g}s at shutdown (counted as dropped: shutdown)"
+                f"within {timeout:.3g}s at shutdown (counted as dropped: shutdown)"
             )
         return left == 0 and not inFlight
 
@@ -448,22 +408,11 @@ class NonBlockingObserver:
             # No thread can start (interpreter exit); the sink is not stuck.
             self._deliverHere(event)
             return
-        queue = channel.queue
-        copy = dict(event)
-        with channel.lock:
-            if len(queue) >= self.maxQueue:
-                delivered, kept = False, False
-            else:
-                queue.append(copy)
-                channel.wake.notify()
-                delivered = channel.idle.wait_for(lambda: not channel.pending(), self.flushTimeout)
-                kept = not delivered and any(e is copy for e in queue)
-                if kept:
-                    queue.remove(copy)
+        delivered, dropped = channel.handOff(dict(event), self.maxQueue, self.flushTimeout)
         if not delivered:
             self._becameStuck()
-            if kept or len(queue) >= self.maxQueue:
-                self._drop(DropReason.shutdown, 1)
+        if dropped:
+            self._drop(DropReason.shutdown, 1)
 
     def stop(self, timeout: float | None = None) -> bool:
         """
@@ -472,11 +421,7 @@ class NonBlockingObserver:
         """
         timeout = self.flushTimeout if timeout is None else timeout
         delivered = self.flush(timeout)
-        channel = self._channel
-        with channel.lock:
-            channel.stopping = True
-            channel.wake.notify_all()
-            worker = channel.worker
+        worker = self._channel.stop()
         if worker is not None and worker is not threading.current_thread():
             worker.join(0 if self._stalled() else timeout)
         return delivered
@@ -487,9 +432,7 @@ class NonBlockingObserver:
         sink buffers, are delivered as soon as they can be, without waiting
         for the next event. Never waits.
         """
-        channel = self._channel
-        with channel.lock:
-            channel.wake.notify()
+        self._channel.poke()
 
     def close(self, timeout: float | None = None) -> None:
         """

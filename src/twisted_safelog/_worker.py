@@ -60,6 +60,93 @@ class Channel:
         #: The last thing a hardened sink still raised into the worker.
         self.lastError: str | None = None
 
+    def stalled(self, timeout: float) -> bool:
+        """
+        Has the delivery in progress not returned for C{timeout} seconds?
+        """
+        return bool(self.inFlight) and (time.monotonic() - self.inFlightSince >= timeout > 0)
+
+    def startWorker(self, args: tuple[Any, ...], name: str) -> Exception | None:
+        """
+        Start the worker (L{work} with C{args}) unless it runs; return the
+        error if the thread cannot start.
+        """
+        with self.lock:
+            if self.alive:
+                return None
+            self.alive = True
+            self.stopping = False
+            worker = threading.Thread(target=work, args=(self, *args), name=name, daemon=True)
+            self.worker = worker
+        try:
+            worker.start()
+        except Exception as error:
+            with self.lock:
+                self.alive = False
+                self.worker = None
+            return error
+        return None
+
+    def poke(self) -> None:
+        """
+        Wake the worker (to replay a quarantined sink's buffer now).
+        """
+        with self.lock:
+            self.wake.notify()
+
+    def waitDelivered(self, deadline: float, stallTimeout: float) -> tuple[int, int]:
+        """
+        Wait until the queue is delivered, the C{deadline} (a
+        C{time.monotonic()} value) passes, or the delivery in progress stays
+        stalled (see L{stalled}); then empty the queue. Returns (events left
+        in the queue, events in flight).
+        """
+        stuckIn: float | None = None
+        with self.lock:
+            while self.pending() and self.alive:
+                if self.stalled(stallTimeout):
+                    # Stalled, and still the same delivery a moment later.
+                    if stuckIn == self.inFlightSince:
+                        break
+                    stuckIn = self.inFlightSince
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.wake.notify()
+                # Wake now and then to notice a delivery that stalls.
+                self.idle.wait(min(remaining, 0.2))
+            left = len(self.queue)
+            self.queue.clear()
+            return left, self.inFlight
+
+    def handOff(self, event: LogEvent, maxQueue: int, timeout: float) -> tuple[bool, bool]:
+        """
+        Queue C{event} and wait up to C{timeout} seconds until the queue is
+        delivered. Returns (delivered, dropped): an event neither delivered
+        in time nor taken by the worker is taken back out and dropped.
+        """
+        queue = self.queue
+        with self.lock:
+            if len(queue) >= maxQueue:
+                return False, True
+            queue.append(event)
+            self.wake.notify()
+            if self.idle.wait_for(lambda: not self.pending(), timeout):
+                return True, False
+            kept = any(e is event for e in queue)
+            if kept:
+                queue.remove(event)
+            return False, kept
+
+    def stop(self) -> threading.Thread | None:
+        """
+        Tell the worker to end once the queue is empty; return its thread.
+        """
+        with self.lock:
+            self.stopping = True
+            self.wake.notify_all()
+            return self.worker
+
     def orphan(self) -> None:
         """
         The observer is gone: deliver what is queued, then end.
