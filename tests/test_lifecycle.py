@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from twisted_safelog import NonBlockingObserver, SafeObserver
+from twisted_safelog import NonBlockingObserver, SafeObserver, isHealthy
 from twisted_safelog.testing import RecordingObserver
 
 from .helpers import RecordingReporter, event
@@ -298,6 +298,9 @@ def test_stalledDeliveryIsReportedOnceAndShownInStats() -> None:
     stalled = [n for n in reporter.notes if "stalled for" in n]
     assert observer.stats().stalledFor >= 0.2
     assert "stalled for" in observer.stats().summary()
+    # status(), the status file and the metrics see it as a state.
+    assert observer.stats().state == "stalled"
+    assert not isHealthy(observer.stats())
     time.sleep(0.3)  # several more watchdog samples: still one report
     assert len([n for n in reporter.notes if "stalled for" in n]) == 1, stalled
     sink.never.set()
@@ -307,6 +310,7 @@ def test_stalledDeliveryIsReportedOnceAndShownInStats() -> None:
         time.sleep(0.02)
     assert any("resumed after" in n for n in reporter.notes)
     assert observer.stats().stalledFor == 0
+    assert observer.stats().state == "closed"
 
 
 def test_nonBlockingStatsShowAStalledDelivery() -> None:
@@ -319,6 +323,7 @@ def test_nonBlockingStatsShowAStalledDelivery() -> None:
         time.sleep(0.02)
     try:
         assert observer.stats().stalledFor >= 0.1
+        assert observer.stats().state == "stalled"
     finally:
         sink.never.set()
     assert observer.flush(10)
