@@ -390,6 +390,7 @@ class HardenedSink(Generic[T]):
         """
         self._lock = threading.Lock()
         self._draining = False
+        self._stall = StallTracker()
         gone = self._guard.forgetOtherThreads()
         buffered = 0
         if not keepPending:
