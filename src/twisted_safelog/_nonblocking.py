@@ -385,7 +385,8 @@ class NonBlockingObserver:
         delivered = self.flush(timeout)
         self._shutDown = True
         self._direct = True
-        if self._channel.inFlight:
+        channel = self._channel
+        if channel.inFlight or channel.stalled(self.stallTimeout):
             self._becameStuck()
         return delivered
 
@@ -408,7 +409,9 @@ class NonBlockingObserver:
             # No thread can start (interpreter exit); the sink is not stuck.
             self._deliverHere(event)
             return
-        delivered, dropped = channel.handOff(dict(event), self.maxQueue, self.flushTimeout)
+        delivered, dropped = channel.handOff(
+            dict(event), self.maxQueue, self.flushTimeout, self.stallTimeout
+        )
         if not delivered:
             self._becameStuck()
         if dropped:
@@ -442,7 +445,7 @@ class NonBlockingObserver:
         reactor.
         """
         self.stop(timeout)
-        if not self._channel.inFlight:
+        if not self._channel.busySince:
             try:
                 self.observer.close()
             except Exception:
@@ -468,7 +471,7 @@ class NonBlockingObserver:
         channel = self._channel
         stalledFor = 0.0
         if self._stalled():
-            stalledFor = time.monotonic() - channel.inFlightSince
+            stalledFor = time.monotonic() - channel.busySince
         sink = self.observer.stats()
         return SinkStats.fromCounters(
             self.name,

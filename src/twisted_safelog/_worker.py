@@ -51,8 +51,10 @@ class Channel:
         self.idle = threading.Condition(self.lock)
         #: 1 while the worker delivers an event it took off the queue.
         self.inFlight = 0
-        #: When that delivery began (C{time.monotonic()}).
-        self.inFlightSince = 0.0
+        #: When the worker's current call into the sink began (a delivery,
+        #: or replaying its buffer), C{time.monotonic()}; 0 while it is not
+        #: in the sink.
+        self.busySince = 0.0
         self.alive = False
         self.stopping = False
         self.worker: threading.Thread | None = None
@@ -64,7 +66,8 @@ class Channel:
         """
         Has the delivery in progress not returned for C{timeout} seconds?
         """
-        return bool(self.inFlight) and (time.monotonic() - self.inFlightSince >= timeout > 0)
+        since = self.busySince
+        return bool(since) and (time.monotonic() - since >= timeout > 0)
 
     def startWorker(self, args: tuple[Any, ...], name: str) -> Exception | None:
         """
@@ -106,9 +109,9 @@ class Channel:
             while self.pending() and self.alive:
                 if self.stalled(stallTimeout):
                     # Stalled, and still the same delivery a moment later.
-                    if stuckIn == self.inFlightSince:
+                    if stuckIn == self.busySince:
                         break
-                    stuckIn = self.inFlightSince
+                    stuckIn = self.busySince
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -119,19 +122,29 @@ class Channel:
             self.queue.clear()
             return left, self.inFlight
 
-    def handOff(self, event: LogEvent, maxQueue: int, timeout: float) -> tuple[bool, bool]:
+    def handOff(
+        self, event: LogEvent, maxQueue: int, timeout: float, stallTimeout: float
+    ) -> tuple[bool, bool]:
         """
         Queue C{event} and wait up to C{timeout} seconds until the queue is
-        delivered. Returns (delivered, dropped): an event neither delivered
-        in time nor taken by the worker is taken back out and dropped.
+        delivered, and no longer once the worker's call into the sink has
+        not returned for C{stallTimeout} seconds. Returns (delivered,
+        dropped): an event neither delivered in time nor taken by the worker
+        is taken back out and dropped.
         """
         queue = self.queue
+        deadline = time.monotonic() + timeout
         with self.lock:
             if len(queue) >= maxQueue:
                 return False, True
             queue.append(event)
             self.wake.notify()
-            if self.idle.wait_for(lambda: not self.pending(), timeout):
+            while self.pending() and not self.stalled(stallTimeout):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.idle.wait(min(remaining, 0.2))
+            if not self.pending():
                 return True, False
             kept = any(e is event for e in queue)
             if kept:
@@ -185,13 +198,15 @@ def work(
                 event = queue.popleft() if queue else None
                 if event is not None:
                     channel.inFlight = 1
-                    channel.inFlightSince = time.monotonic()
                     channel.room.notify()
+                channel.busySince = time.monotonic()
             if event is None:
                 try:
                     sink.drain()
                 except Exception:
                     pass
+                finally:
+                    channel.busySince = 0.0
                 continue
             try:
                 sink(event)
@@ -208,6 +223,7 @@ def work(
             finally:
                 with channel.lock:
                     channel.inFlight = 0
+                    channel.busySince = 0.0
     finally:
         with channel.lock:
             channel.alive = False
