@@ -30,7 +30,7 @@ from ._guard import currentThread
 from ._registry import IHardenedSink, register
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
-from ._stall import DEFAULT_STALL_TIMEOUT, STALLED
+from ._stall import DEFAULT_STALL_TIMEOUT
 from ._stats import Counter, DropReason, Drops, SinkStats
 from ._worker import Channel
 
@@ -475,7 +475,7 @@ class NonBlockingObserver:
         sink = self.observer.stats()
         return SinkStats.fromCounters(
             self.name,
-            STALLED if stalledFor and sink.state == "closed" else sink.state,
+            sink.state,
             self._received,
             self._delivered,
             self._failed,

@@ -23,7 +23,7 @@ from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe, uniqueName
-from ._stall import STALLED, StallTracker, watchdog
+from ._stall import StallTracker, watchdog
 from ._stats import Counter, DropReason, Drops, SinkStats
 from ._status import stateChanged
 
@@ -428,17 +428,12 @@ class HardenedSink(Generic[T]):
 
     def stats(self) -> SinkStats:
         """
-        An immutable snapshot of this observer's counters and state. The
-        state is the breaker's, or C{"stalled"} while a delivery has been
-        stalled (see L{_checkStall}) and the breaker is closed.
+        An immutable snapshot of this observer's counters and state (the
+        breaker's; C{stalledFor} says whether a delivery is stalled).
         """
-        stalledFor = self._stall.stalledFor(time.monotonic())
-        state: str = self.breaker.state
-        if stalledFor and state is _CLOSED:
-            state = STALLED
         return SinkStats.fromCounters(
             self.name,
-            state,
+            self.breaker.state,
             self._received,
             self._delivered,
             self._failed,
@@ -446,7 +441,7 @@ class HardenedSink(Generic[T]):
             len(self._buffer),
             self._since,
             self._lastError,
-            stalledFor=stalledFor,
+            stalledFor=self._stall.stalledFor(time.monotonic()),
         )
 
     def close(self) -> None:

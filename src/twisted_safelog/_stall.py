@@ -28,14 +28,10 @@ from typing import Protocol
 
 from ._fork import childKeepsPending, registerForFork
 
-__all__ = ["DEFAULT_STALL_TIMEOUT", "STALLED", "IStallCheck", "StallWatchdog", "watchdog"]
+__all__ = ["DEFAULT_STALL_TIMEOUT", "IStallCheck", "StallWatchdog", "watchdog"]
 
 #: Seconds a delivery may take before its sink is reported as stalled.
 DEFAULT_STALL_TIMEOUT = 5.0
-
-#: The state a sink's L{SinkStats} shows while it is stalled (its breaker
-#: is closed, but nothing gets through).
-STALLED = "stalled"
 
 
 class IStallCheck(Protocol):
