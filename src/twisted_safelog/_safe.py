@@ -17,6 +17,7 @@ from twisted.logger import ILogObserver, LegacyLogObserverWrapper, LogEvent
 from twisted.python import log as legacyLog
 from zope.interface import implementer
 
+from ._accounts import SinkAccounts
 from ._breaker import BreakerState, CircuitBreaker, IClock
 from ._fork import registerForFork
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
@@ -24,7 +25,7 @@ from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._stall import StallTracker, watchdog
-from ._stats import Counter, DropReason, Drops, SinkStats
+from ._stats import DropReason, SinkStats
 from ._status import stateChanged
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ _ERROR_OUTPUT = "wrote error output to stderr while being called"
 _CLOSED = BreakerState.closed
 _OPEN = BreakerState.open
 _HALF_OPEN = BreakerState.halfOpen
+_NEVER = float("inf")
 
 
 def _isLegacyObserver(observer: object) -> bool:
@@ -113,7 +115,6 @@ class HardenedSink(Generic[T]):
         self.policy = policy = Policy.of(policy, settings, f"{type(self).__name__}()")
         self._target = sink
         self.name = name if name is not None else uniqueName(describe(sink), self)
-        # Read on every quarantined event: plain attributes, not lookups.
         self.bufferSize = policy.bufferSize
         self.retryFailed = policy.retryFailed
         self.maxAttempts = policy.maxAttempts
@@ -125,19 +126,35 @@ class HardenedSink(Generic[T]):
             backoffFactor=policy.backoffFactor,
             clock=clock,
         )
-        self.breaker.addListener(self._stateChanged)
         self.fallback = fallback
         self._guard = ReentryGuard(resetAtFork=False)
+        self._active = self._guard.active
         self._lock = threading.Lock()
-        # (item, failed attempts so far), oldest first.
-        self._buffer: deque[tuple[T, int]] = deque()
+        # Items waiting for replay, oldest first. Bounded: appending to a
+        # full buffer drops the oldest item by itself, and SinkAccounts
+        # counts those drops without a lock or a check per event.
+        self._buffer: deque[T | _Retry[T]] = deque(maxlen=policy.bufferSize)
         self._draining = False
-        self._received = Counter()
-        self._delivered = Counter()
-        self._failed = Counter()
-        self._drops = Drops()
-        self._countReceived = self._received.increment
-        self._countDelivered = self._delivered.increment
+        #: True whenever an event must not take the healthy path: the
+        #: breaker is not closed, items are buffered, a failure run is under
+        #: way, or error output was seen during a delivery. Set (under the
+        #: lock) I{after} the change it announces; cleared only by
+        #: L{_settle}, under the lock, once none of these holds. So it may
+        #: be True for nothing (one slow-path event clears it), never False
+        #: when one of them holds.
+        self._degraded = False
+        #: While the breaker is open, the clock time before which no probe
+        #: is due (infinite while a probe is in flight): until then an event
+        #: is only buffered and counted (L{_shed}).
+        self._probeAt = 0.0
+        self._seconds = self.breaker.clock.seconds
+        self._accounts = accounts = SinkAccounts()
+        self._drops = accounts.drops
+        self._countFast = accounts.fast.increment
+        self._countShed = accounts.shed.increment
+        self._countReceived = accounts.received.increment
+        self._countDelivered = accounts.delivered.increment
+        self.breaker.addListener(self._stateChanged)
         # For status(): written on the failure and state-change paths only.
         self._since = time.time()
         self._lastError: str | None = None
@@ -177,39 +194,109 @@ class HardenedSink(Generic[T]):
     # -- delivery -----------------------------------------------------------
 
     def __call__(self, event: T) -> None:
-        # The healthy path is _deliver inlined: every event of the process
-        # pays for it (see benchmarks/).
-        self._countReceived()
+        # The healthy path, which every event of the process pays for (see
+        # benchmarks/run.py): the thread's id, the reentry guard (a set add
+        # and discard), one flag checked before and after the call, one
+        # counter. Everything else -- this thread is already delivering
+        # (reentry) or another one is, the sink is quarantined or replaying,
+        # a failure run is under way -- is _slowPath's, and error output
+        # seen during the call is _afterDelivery's.
         tid = currentThread()
-        active = self._guard.active
-        if tid in active:
-            self._reentered(event)
-            return
-        breaker = self.breaker
-        if breaker.state is not _CLOSED or self._buffer:
-            self._quarantined(event)
+        active = self._active
+        if active or self._degraded:
+            self._slowPath(event, tid)
             return
         active.add(tid)
         try:
             self._target(event)
         except Exception as error:
-            active.discard(tid)
-            self._guard.errorSeen.discard(tid)
+            self._guard.exit(tid)
+            self._countReceived()
             self._failure(event, error, _describeError(error))
             return
         except BaseException:
             self._guard.exit(tid)
+            self._countReceived()
             self._interrupted()
             raise
         active.discard(tid)
+        if self._degraded:
+            self._afterDelivery(event, tid)
+            return
+        # Received and delivered: one count for both (see SinkAccounts).
+        self._countFast()
+
+    def _slowPath(self, event: T, tid: int) -> None:
+        """
+        An event that cannot take the healthy path.
+        """
+        if tid in self._active:
+            self._countReceived()
+            self._reentered(event)
+            return
+        breaker = self.breaker
+        if breaker.state is not _CLOSED and self._seconds() < self._probeAt:
+            self._shed(event)
+            return
+        self._countReceived()
+        if breaker.state is not _CLOSED or self._buffer:
+            self._quarantined(event)
+        else:
+            # Closed and nothing buffered: a failure run under way, another
+            # thread delivering, or a flag not yet cleared.
+            self._deliver(event)
+        self._settle()
+
+    def _afterDelivery(self, event: T, tid: int) -> None:
+        """
+        The sink returned while the sink was degraded: did it write error
+        output during the call (a failure), or end a failure run?
+        """
+        self._countReceived()
         errorSeen = self._guard.errorSeen
-        if errorSeen and tid in errorSeen:
+        if tid in errorSeen:
             errorSeen.discard(tid)
             self._failure(event, None, _ERROR_OUTPUT)
             return
         self._countDelivered()
-        if breaker.consecutiveFailures:
-            breaker.success()
+        self.breaker.success()
+        self._settle()
+
+    def _degrade(self) -> None:
+        with self._lock:
+            self._degraded = True
+
+    def _settle(self) -> None:
+        """
+        Let events take the healthy path again if nothing keeps them off it.
+        """
+        if self._degraded and self._healthy():
+            with self._lock:
+                if self._healthy():
+                    self._degraded = False
+
+    def _healthy(self) -> bool:
+        breaker = self.breaker
+        return (
+            breaker.state is _CLOSED
+            and not breaker.consecutiveFailures
+            and not self._buffer
+            and not self._guard.errorSeen
+        )
+
+    def _shed(self, event: T) -> None:
+        """
+        Quarantined with no probe due: the price of a counter. The event
+        goes to the buffer (a full one drops its oldest item by itself; a
+        zero-sized one drops the event), one count says so, and no lock is
+        taken and nothing reported: drops are reported together, with exact
+        counts, at the next state change (L{_reportDrops}).
+        """
+        self._buffer.append(event)
+        self._countShed()
+        fallback = self.fallback
+        if fallback is not None:
+            fallback(event)
 
     def _deliver(self, event: T, attempt: int = 1) -> bool:
         """
@@ -241,7 +328,7 @@ class HardenedSink(Generic[T]):
         the observer. Not the sink's fault, but the event did not arrive, and
         a probe in flight must be settled or no other would follow.
         """
-        self._failed.increment()
+        self._accounts.failed.increment()
         if self.breaker.state is _HALF_OPEN:
             self.breaker.failure()
 
@@ -249,6 +336,7 @@ class HardenedSink(Generic[T]):
         self._drops.add(DropReason.reentry)
         if looksLikeErrorOutput(event):  # type: ignore[arg-type]
             self._guard.sawErrorOutput()
+            self._degrade()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
 
     def _failure(
@@ -259,8 +347,9 @@ class HardenedSink(Generic[T]):
         if not requeued:
             # Counted before the breaker hears of it, so that the state
             # change report's counts include this failure.
-            self._failed.increment()
+            self._accounts.failed.increment()
         self.breaker.failure()
+        self._degrade()
         self._report(self.reporter.failure, self.name, error, description)
         if not requeued and self.fallback is not None:
             self.fallback(event)
@@ -273,30 +362,25 @@ class HardenedSink(Generic[T]):
         with self._lock:
             if len(self._buffer) >= self.bufferSize:
                 return False
-            self._buffer.appendleft((event, attempts))
+            self._buffer.appendleft(_Retry(event, attempts))
+            self._accounts.queued.increment()
             return True
 
     def _quarantined(self, event: T) -> None:
         """
-        The slow path: the breaker is not closed, or events wait in the
-        buffer and must keep their order.
+        The breaker is not closed and a probe may be due, or events wait in
+        the buffer and must keep their order.
         """
         if not self.bufferSize:
             if self.breaker.allow():
                 self._deliver(event)
             else:
-                self._drop(DropReason.quarantine, 1)
+                self._drops.add(DropReason.quarantine)
                 if self.fallback is not None:
                     self.fallback(event)
             return
-        overflowed = False
-        with self._lock:
-            if len(self._buffer) >= self.bufferSize:
-                self._buffer.popleft()
-                overflowed = True
-            self._buffer.append((event, 0))
-        if overflowed:
-            self._drop(DropReason.overflow, 1)
+        self._buffer.append(event)
+        self._accounts.queued.increment()
         self.drain()
         # After the drain: if a probe succeeded the event has been delivered
         # and the fallback does not need it.
@@ -307,8 +391,9 @@ class HardenedSink(Generic[T]):
         """
         Replay buffered events to the observer, oldest first, for as long as
         the breaker allows. Called on every event that arrives while events
-        are buffered; call it yourself (from a C{LoopingCall}, say) to replay
-        without waiting for the next event. Only one thread drains at a time.
+        are buffered and a probe may be due; call it yourself (from a
+        C{LoopingCall}, say) to replay without waiting for the next event.
+        Only one thread drains at a time.
         """
         with self._lock:
             if self._draining or not self._buffer:
@@ -321,21 +406,32 @@ class HardenedSink(Generic[T]):
                 with self._lock:
                     if not self._buffer:
                         self._draining = False
-                        return
+                        break
                 if not self.breaker.allow():
                     break
                 with self._lock:
-                    event, attempts = self._buffer.popleft()
+                    item = self._buffer.popleft()
+                    self._accounts.unqueued.increment()
+                if isinstance(item, _Retry):
+                    event, attempts = item.event, item.attempts
+                else:
+                    event, attempts = item, 0
                 if not self._deliver(event, attempts + 1) and self.retryFailed:
                     # Retried at the next event (or drain), not in a hot loop.
                     break
         finally:
             with self._lock:
                 self._draining = False
+        self._settle()
 
-    def _drop(self, reason: DropReason, count: int) -> None:
-        self._drops.add(reason, count)
-        self._report(self.reporter.dropped, self.name, reason.value, count)
+    def _reportDrops(self, stats: SinkStats | None = None) -> None:
+        """
+        Report the drops not reported yet, one line per reason with its
+        exact count (reentry drops are reported as they happen).
+        """
+        pending = self._accounts.unreported(self.stats() if stats is None else stats)
+        for reason, count in pending:
+            self._report(self.reporter.dropped, self.name, reason, count)
 
     def _report(self, method: Callable[..., None], *args: Any) -> None:
         try:
@@ -346,6 +442,12 @@ class HardenedSink(Generic[T]):
             pass
 
     def _stateChanged(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        if new is _OPEN:
+            self._probeAt = breaker.retryAt
+        elif new is _HALF_OPEN:
+            self._probeAt = _NEVER
+        if new is not _CLOSED:
+            self._degrade()
         if old is _CLOSED or new is _CLOSED:
             # Since when it is quarantined (or healthy again): the probes of
             # one quarantine (open <-> half-open) do not move it.
@@ -359,7 +461,9 @@ class HardenedSink(Generic[T]):
         self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState
     ) -> None:
         now = breaker.clock.seconds()
-        counts = self.stats().summary()
+        stats = self.stats()
+        self._reportDrops(stats)
+        counts = stats.summary()
         if new is _OPEN and old is _CLOSED:
             detail = (
                 f"quarantined after {breaker.consecutiveFailures} consecutive "
@@ -396,6 +500,8 @@ class HardenedSink(Generic[T]):
         if not keepPending:
             buffered = len(self._buffer)
             self._buffer.clear()
+            for _ in range(buffered):
+                self._accounts.unqueued.increment()
         if not gone + buffered:
             return None
         self._drops.add(DropReason.fork, gone + buffered)
@@ -414,7 +520,7 @@ class HardenedSink(Generic[T]):
         line = self._stall.sample(
             now,
             bool(self._guard.active),
-            self._delivered.value + self._failed.value,
+            self._accounts.ended(),
             self.stallTimeout,
         )
         if line is not None:
@@ -431,32 +537,43 @@ class HardenedSink(Generic[T]):
         An immutable snapshot of this observer's counters and state (the
         breaker's; C{stalledFor} says whether a delivery is stalled).
         """
-        return SinkStats.fromCounters(
+        return self._accounts.snapshot(
             self.name,
             self.breaker.state,
-            self._received,
-            self._delivered,
-            self._failed,
-            self._drops,
             len(self._buffer),
-            self._since,
-            self._lastError,
+            self.bufferSize > 0,
+            since=self._since,
+            lastError=self._lastError,
             stalledFor=self._stall.stalledFor(time.monotonic()),
         )
 
     def close(self) -> None:
         """
         Replay what the breaker allows, then drop whatever is still buffered
-        with reason C{"shutdown"} and report it in one line.
+        with reason C{"shutdown"}, and report the drops not reported yet.
         """
         self.drain()
         with self._lock:
             remaining = len(self._buffer)
             self._buffer.clear()
-        if remaining:
-            self._drop(DropReason.shutdown, remaining)
+            for _ in range(remaining):
+                self._accounts.unqueued.increment()
+            self._drops.add(DropReason.shutdown, remaining)
+        self._reportDrops()
         watchdog.unwatch(self)
         self._report(self.reporter.flush)
+
+
+class _Retry(Generic[T]):
+    """
+    A buffered item whose delivery failed C{attempts} times (retryFailed).
+    """
+
+    __slots__ = ("attempts", "event")
+
+    def __init__(self, event: T, attempts: int) -> None:
+        self.event = event
+        self.attempts = attempts
 
 
 def _describeError(error: BaseException) -> str:

@@ -1,0 +1,124 @@
+# -*- test-case-name: tests.test_safe -*-
+"""
+The exact, lock-free accounts of a L{HardenedSink}: each event is counted
+once, by the path it takes, so the healthy path and the quarantine path pay
+for one counter each; L{SinkStats} is derived from the counts when asked.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ._stats import Counter, DropReason, Drops, SinkStats, oneLine
+
+__all__ = ["SinkAccounts"]
+
+# Drops reported in aggregate (not one report per event).
+_AGGREGATED = (DropReason.overflow, DropReason.quarantine, DropReason.shutdown)
+
+
+class SinkAccounts:
+    """
+    The counters behind L{HardenedSink.stats}.
+
+    Every event is counted exactly once on arrival or, on the healthy path,
+    on delivery:
+
+     - C{fast}: delivered on the healthy path (received I{and} delivered:
+       one count for both);
+     - C{shed}: arrived while the sink was quarantined with no probe due:
+       appended to the replay buffer, or with no buffer dropped
+       (C{"quarantine"}): one count for both;
+     - C{received}: took any other path (failure, reentry, replay, ...),
+       which counts its outcome in C{delivered}, C{failed} or C{drops}.
+
+    The replay buffer is a bounded C{deque} that drops its oldest item by
+    itself when full, so overflow drops are not counted one by one: every
+    item put in the buffer is counted (C{shed} or C{queued}), every item
+    taken out (C{unqueued}), and what is neither taken out nor still there
+    was dropped for overflow. Exact whenever no event is in flight.
+    """
+
+    __slots__ = (
+        "delivered",
+        "drops",
+        "failed",
+        "fast",
+        "queued",
+        "received",
+        "reportLock",
+        "reported",
+        "shed",
+        "unqueued",
+    )
+
+    def __init__(self) -> None:
+        self.fast = Counter()
+        self.shed = Counter()
+        self.received = Counter()
+        self.delivered = Counter()
+        self.failed = Counter()
+        self.queued = Counter()
+        self.unqueued = Counter()
+        self.drops = Drops()
+        #: Drops already reported, by reason.
+        self.reported = dict.fromkeys(_AGGREGATED, 0)
+        self.reportLock = threading.Lock()
+
+    def ended(self) -> int:
+        """
+        How many deliveries have ended (delivered or failed), for the stall
+        watchdog.
+        """
+        return self.fast.value + self.delivered.value + self.failed.value
+
+    def snapshot(
+        self,
+        name: str,
+        state: str,
+        buffered: int,
+        buffering: bool,
+        since: float = 0.0,
+        lastError: str | None = None,
+        stalledFor: float = 0.0,
+    ) -> SinkStats:
+        """
+        The counts as a L{SinkStats}; C{buffered} items are in the replay
+        buffer, which exists if C{buffering}. The other arguments are passed
+        on.
+        """
+        fast = self.fast.value
+        shed = self.shed.value
+        byReason = self.drops.byReason()
+        if buffering:
+            byReason[DropReason.overflow.value] += (
+                shed + self.queued.value - self.unqueued.value - buffered
+            )
+        else:
+            byReason[DropReason.quarantine.value] += shed
+        return SinkStats(
+            name=name,
+            state=state,
+            received=fast + shed + self.received.value,
+            delivered=fast + self.delivered.value,
+            failed=self.failed.value,
+            dropped=sum(byReason.values()),
+            droppedByReason=byReason,
+            buffered=buffered,
+            since=since,
+            lastError=None if lastError is None else oneLine(lastError),
+            stalledFor=stalledFor,
+        )
+
+    def unreported(self, stats: SinkStats) -> list[tuple[str, int]]:
+        """
+        The drops in C{stats} not reported yet, by reason (marked reported).
+        """
+        pending = []
+        with self.reportLock:
+            for reason in _AGGREGATED:
+                count = stats.droppedByReason[reason.value] - self.reported[reason]
+                if count > 0:
+                    self.reported[reason] += count
+                    pending.append((reason.value, count))
+        return pending

@@ -1,0 +1,179 @@
+"""
+Tests for what a quarantined sink costs: while its breaker is open and no
+probe is due, an event is buffered (or dropped) and counted, with no lock and
+no report; the drops are reported together, with exact counts, at the next
+state change or on close.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from twisted.internet.task import Clock
+
+from twisted_safelog import BreakerState, SafeObserver
+from twisted_safelog.testing import FlakyObserver, RaisingObserver, RecordingObserver
+
+from .helpers import RecordingReporter, event
+
+
+class CountingLock:
+    """
+    A lock that counts how often it is taken.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.acquired = 0
+
+    def __enter__(self) -> bool:
+        self.acquired += 1
+        return self._lock.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lock.__exit__(kind, value, tb)
+
+
+def quarantined(
+    bufferSize: int, **kw: object
+) -> tuple[SafeObserver, Clock, RecordingReporter, RaisingObserver]:
+    clock = Clock()
+    reporter = RecordingReporter()
+    sink = RaisingObserver()
+    safe = SafeObserver(
+        sink,
+        clock=clock,
+        reporter=reporter,
+        failureThreshold=1,
+        resetTimeout=10.0,
+        bufferSize=bufferSize,
+        **kw,  # type: ignore[arg-type]
+    )
+    safe(event(-1))
+    assert safe.stats().state == BreakerState.open
+    return safe, clock, reporter, sink
+
+
+def test_quarantinedEventTakesNoLockAndMakesNoReport() -> None:
+    safe, _clock, reporter, sink = quarantined(bufferSize=10)
+    sinkLock, breakerLock = CountingLock(), CountingLock()
+    safe._lock = sinkLock  # type: ignore[assignment]
+    safe.breaker._lock = breakerLock  # type: ignore[assignment]
+    reports = (len(reporter.drops), len(reporter.failures), len(reporter.states))
+    for n in range(500):
+        safe(event(n))
+    assert (sinkLock.acquired, breakerLock.acquired) == (0, 0)
+    assert (len(reporter.drops), len(reporter.failures), len(reporter.states)) == reports
+    assert sink.calls == 1, "a quarantined sink is not called"
+    stats = safe.stats()
+    assert stats.droppedByReason["overflow"] == 490
+    assert stats.buffered == 10
+    assert stats.balanced, stats
+
+
+def test_dropsAreReportedTogetherWithExactCountsAtTheNextStateChange() -> None:
+    safe, clock, reporter, _sink = quarantined(bufferSize=10)
+    for n in range(500):
+        safe(event(n))
+    assert reporter.drops == []
+    clock.advance(10)
+    safe(event(500))  # the probe (the oldest buffered event) fails
+    assert reporter.drops == [(safe.name, "overflow", 491)]
+    assert [s[1:] for s in reporter.states][-2:] == [("open", "half-open"), ("half-open", "open")]
+    # The failed probe left 9 buffered: the first of these fills the buffer.
+    for n in range(501, 601):
+        safe(event(n))
+    assert reporter.drops == [(safe.name, "overflow", 491)]
+    safe.close()
+    assert reporter.drops == [
+        (safe.name, "overflow", 491),
+        (safe.name, "overflow", 99),
+        (safe.name, "shutdown", 10),
+    ]
+    stats = safe.stats()
+    assert stats.droppedByReason["overflow"] == 590
+    assert stats.droppedByReason["shutdown"] == 10
+    assert stats.received == 602
+    assert stats.balanced, stats
+
+
+def test_withoutBufferQuarantineDropsAreReportedTogether() -> None:
+    safe, clock, reporter, _sink = quarantined(bufferSize=0)
+    for n in range(300):
+        safe(event(n))
+    assert reporter.drops == []
+    clock.advance(10)
+    safe(event(300))  # the probe: this event, which fails
+    assert reporter.drops == [(safe.name, "quarantine", 300)]
+    stats = safe.stats()
+    assert (stats.received, stats.failed, stats.dropped) == (302, 2, 300)
+    assert stats.balanced, stats
+
+
+def test_fallbackStillGetsEveryQuarantinedEvent() -> None:
+    fallback = RecordingObserver()
+    safe, _clock, _reporter, _sink = quarantined(bufferSize=5, fallback=fallback)
+    for n in range(50):
+        safe(event(n))
+    assert [e["n"] for e in fallback.events] == [-1, *range(50)]
+
+
+def test_bufferKeepsTheNewestAndReplaysThemInOrder() -> None:
+    clock = Clock()
+    sink = FlakyObserver([True])
+    safe = SafeObserver(
+        sink,
+        clock=clock,
+        reporter=RecordingReporter(),
+        failureThreshold=1,
+        resetTimeout=1.0,
+        bufferSize=4,
+    )
+    for n in range(100):
+        safe(event(n))
+    clock.advance(1)
+    safe(event(100))
+    assert [e["n"] for e in sink.events] == [97, 98, 99, 100]
+    stats = safe.stats()
+    assert (stats.received, stats.delivered, stats.failed) == (101, 4, 1)
+    assert stats.droppedByReason["overflow"] == 96
+    assert stats.balanced, stats
+
+
+def test_aFailureRunEndsWithTheNextSuccess() -> None:
+    """
+    A success after failures below the threshold resets the run, so that
+    only consecutive failures quarantine the sink.
+    """
+    sink = FlakyObserver([True, True, False, True, True, False, True, True])
+    safe = SafeObserver(sink, clock=Clock(), reporter=RecordingReporter(), failureThreshold=3)
+    for n in range(8):
+        safe(event(n))
+    assert safe.stats().state == BreakerState.closed
+    assert safe.breaker.consecutiveFailures == 2
+    safe(event(8))
+    assert safe.breaker.consecutiveFailures == 0
+    stats = safe.stats()
+    assert (stats.received, stats.delivered, stats.failed) == (9, 3, 6)
+
+
+def test_recoveredSinkIsCalledForEveryEventAgain() -> None:
+    sink = FlakyObserver([True])
+    clock = Clock()
+    safe = SafeObserver(sink, clock=clock, reporter=RecordingReporter(), failureThreshold=1)
+    safe(event(0))
+    safe(event(1))
+    clock.advance(1)
+    safe(event(2))
+    for n in range(3, 1000):
+        safe(event(n))
+    assert [e["n"] for e in sink.events] == list(range(1, 1000))
+    stats = safe.stats()
+    assert (stats.received, stats.delivered, stats.failed) == (1000, 999, 1)
+    assert stats.balanced, stats
