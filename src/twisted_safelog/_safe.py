@@ -129,6 +129,10 @@ class HardenedSink(Generic[T]):
         self.fallback = fallback
         self._guard = ReentryGuard(resetAtFork=False)
         self._active = self._guard.active
+        # The threads in _deliver (the slow path), whose events are counted
+        # as received already; the others in _active are on the healthy
+        # path, whose events are counted when they end (see SinkAccounts).
+        self._slowActive: set[int] = set()
         self._lock = threading.Lock()
         # Items waiting for replay, oldest first. Bounded: appending to a
         # full buffer drops the oldest item by itself, and SinkAccounts
@@ -305,16 +309,21 @@ class HardenedSink(Generic[T]):
         """
         guard = self._guard
         tid = guard.enter()
+        slowActive = self._slowActive
+        slowActive.add(tid)
         try:
             self._target(event)
         except Exception as error:
             guard.exit(tid)
+            slowActive.discard(tid)
             self._failure(event, error, _describeError(error), attempt)
             return False
         except BaseException:
             guard.exit(tid)
+            slowActive.discard(tid)
             self._interrupted()
             raise
+        slowActive.discard(tid)
         if guard.exit(tid):
             self._failure(event, None, _ERROR_OUTPUT, attempt)
             return False
@@ -495,6 +504,12 @@ class HardenedSink(Generic[T]):
         self._lock = threading.Lock()
         self._draining = False
         self._stall = StallTracker()
+        # A delivery on the healthy path is counted as received when it
+        # ends; one that never will is counted here.
+        me = currentThread()
+        for _ in self._guard.active - self._slowActive - {me}:
+            self._countReceived()
+        self._slowActive.intersection_update({me})
         gone = self._guard.forgetOtherThreads()
         buffered = 0
         if not keepPending:
