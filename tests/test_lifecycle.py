@@ -600,3 +600,60 @@ def test_exitWithAStuckSinkEndsWithinTheFlushDeadlineAndSaysWhatWasLost() -> Non
     assert result.returncode == 0, result.stderr
     assert "9 queued events could not be delivered within 1s" in result.stderr, result.stderr
     assert took < 30, took
+
+
+def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
+    """
+    A process with hardened sinks has a stall watchdog thread; it ends just
+    before each fork (so the process forks with no thread of ours, and
+    Python 3.12+ has no "multi-threaded fork" warning to give because of
+    us) and runs again afterwards in both processes.
+    """
+    script = textwrap.dedent(
+        """
+        import json, os, threading, time
+        seen = []
+        # Registered before the library's: "before" hooks run in reverse
+        # order, so this one runs last, just before the fork.
+        os.register_at_fork(before=lambda: seen.append(
+            sorted(t.name for t in threading.enumerate())))
+        from twisted_safelog import SafeObserver
+        from twisted_safelog.testing import RecordingObserver
+        observer = SafeObserver(RecordingObserver())
+        def names():
+            return sorted(t.name for t in threading.enumerate())
+        deadline = time.monotonic() + 10
+        while "twisted-safelog stall watchdog" not in names() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = names()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            deadline = time.monotonic() + 10
+            while "twisted-safelog stall watchdog" not in names() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.write(w, json.dumps(names()).encode())
+            os._exit(0)
+        os.close(w)
+        child = json.loads(os.read(r, 65536))
+        os.waitpid(pid, 0)
+        deadline = time.monotonic() + 10
+        while "twisted-safelog stall watchdog" not in names() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(json.dumps({"before": before, "atFork": seen, "child": child,
+                          "parentAfter": names()}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    watchdog = "twisted-safelog stall watchdog"
+    assert watchdog in found["before"]
+    assert found["atFork"] == [["MainThread"]]
+    assert watchdog in found["child"]
+    assert watchdog in found["parentAfter"]

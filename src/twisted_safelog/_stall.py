@@ -13,13 +13,14 @@ seconds, is stalled. (So a sink where one thread is stuck while others keep
 delivering is not called stalled: the sink as a whole is still moving.)
 
 The thread starts with the first watched sink, ends when no watched sink is
-left (they are held weakly), starts again in a forked child, and never
-starts while the twistd factory waits for twistd to daemonize (see
-L{twisted_safelog._fork.handOverAtFork}).
+left (they are held weakly), ends just before every C{os.fork()} and starts
+again after it in both processes, and never starts while the twistd factory
+waits for twistd to daemonize (see L{twisted_safelog._fork.handOverAtFork}).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -60,6 +61,7 @@ class StallWatchdog:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._paused = False
 
     def __repr__(self) -> str:
         return f"<StallWatchdog watching={len(self._watched)} running={self.running}>"
@@ -91,7 +93,7 @@ class StallWatchdog:
         if childKeepsPending():
             return
         with self._lock:
-            if self._thread is not None or not self._watched:
+            if self._thread is not None or self._paused or not self._watched:
                 return
             thread = threading.Thread(
                 target=self._run, name="twisted-safelog stall watchdog", daemon=True
@@ -109,11 +111,14 @@ class StallWatchdog:
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._watched:
+                if not self._watched or self._paused:
                     self._thread = None
                     return
                 interval = self._interval()
                 self._wake.wait(interval)
+                if self._paused:
+                    self._thread = None
+                    return
             now = self.clock()
             for sink in list(self._watched):
                 try:
@@ -122,6 +127,25 @@ class StallWatchdog:
                     pass
                 del sink
 
+    def _pauseForFork(self) -> None:
+        """
+        Just before C{os.fork()}: end the thread, so that the process forks
+        with no thread of ours (nothing to inherit half-way, and no "this
+        process is multi-threaded" warning on Python 3.12 and later caused
+        by us). Waits at most a second; sampling never blocks.
+        """
+        with self._lock:
+            self._paused = True
+            thread = self._thread
+            self._wake.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _resumeAfterFork(self) -> None:
+        with self._lock:
+            self._paused = False
+        self.ensureRunning()
+
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
         self._setUp()
         return self.ensureRunning
@@ -129,6 +153,8 @@ class StallWatchdog:
 
 #: The process-wide watchdog.
 watchdog = StallWatchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=watchdog._pauseForFork, after_in_parent=watchdog._resumeAfterFork)
 
 
 class StallTracker:
