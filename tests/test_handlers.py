@@ -346,3 +346,86 @@ def test_nothingPrintedAtExitForAHandlerItsOwnerClosed(mode: str) -> None:
         timeout=60,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+
+
+def test_handleErrorCalledOutsideEmitIsReportedNotRaisedNorPrinted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    reporter = RecordingReporter()
+    handler = ListHandler()
+    hardening = hardenHandler(handler, reporter=reporter)
+    record = logging.LogRecord("r", logging.INFO, "p", 1, "m", None, None)
+    try:
+        raise OSError("from the handler's own thread")
+    except OSError:
+        handler.handleError(record)
+    assert stderr.getvalue() == ""
+    assert [(name, type(error)) for name, error, _ in reporter.failures] == [
+        (hardening.name, OSError)
+    ]
+    hardening.undo()
+
+
+# -- observers on a publisher --------------------------------------------------
+
+
+def test_observersKeepTheirPublicBehaviourUnderInstall() -> None:
+    """
+    What Twisted's API lets an application do with its observers works as
+    without the library: adding one twice adds it once, removing it by the
+    object it holds removes it, and the legacy publisher's C{observers}
+    lists the application's own.
+    """
+    from twisted.python import log as legacyLog
+
+    from twisted_safelog.testing import RecordingObserver
+
+    publisher = LogPublisher()
+    install(publisher, reporter=RecordingReporter(), clock=Clock(), stdlib=False)
+    try:
+        observer = RecordingObserver()
+        publisher.addObserver(observer)
+        publisher.addObserver(observer)
+        assert len(publisher._observers) == 1
+        publisher({"log_format": "x"})
+        assert len(observer.events) == 1
+        publisher.removeObserver(observer)
+        assert publisher._observers == []
+    finally:
+        uninstall(publisher)
+
+    legacy = legacyLog.LogPublisher(observerPublisher=publisher, publishPublisher=publisher)
+    install(publisher, reporter=RecordingReporter(), clock=Clock(), stdlib=False)
+    try:
+        seen: list[object] = []
+        legacy.addObserver(seen.append)
+        assert legacy.observers == [seen.append]
+        legacy.msg("hello")
+        assert len(seen) == 1
+        legacy.removeObserver(seen.append)
+        assert legacy.observers == [] and publisher._observers == []
+    finally:
+        uninstall(publisher)
+
+
+def test_thousandObserversAddedAndRemovedUnderInstallAreCollected() -> None:
+    from twisted_safelog.testing import RecordingObserver
+
+    publisher = LogPublisher()
+    install(publisher, reporter=RecordingReporter(), clock=Clock(), stdlib=False)
+    try:
+        refs = []
+        for _ in range(1000):
+            observer = RecordingObserver()
+            publisher.addObserver(observer)
+            publisher({"log_format": "x"})
+            publisher.removeObserver(observer)
+            refs.append(weakref.ref(observer))
+            del observer
+        gc.collect()
+        assert sum(1 for ref in refs if ref() is not None) == 0
+        assert publisher._observers == []
+    finally:
+        uninstall(publisher)

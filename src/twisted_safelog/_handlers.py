@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from zope.interface import implementer
 
 from ._breaker import IClock
-from ._guard import currentThread
 from ._policy import Policy
 from ._registry import IHardenedSink
 from ._report import IReporter, defaultReporter, describe, uniqueName
@@ -64,7 +63,7 @@ class HandlerHardening:
     """
     The hardening of one stdlib handler, in place: the handler's C{emit} is
     the C{core} (a L{HardenedSink} around the handler's own C{emit}) and its
-    C{handleError} records the error for the core instead of printing a
+    C{handleError} raises the error into the core instead of printing a
     traceback to C{sys.stderr}. Made by L{hardenHandler}; found again with
     L{hardeningOf}. The core is what the registry of hardened sinks lists.
 
@@ -94,7 +93,6 @@ class HandlerHardening:
         self._originalEmit = handler.__dict__.get("emit")
         self._originalHandleError = handler.__dict__.get("handleError")
         self._classEmit = type(handler).emit
-        self._errors: dict[int, BaseException] = {}
         fallbackHandle = None
         if fallback is not None:
             if not isinstance(fallback, SafeHandler):
@@ -108,7 +106,7 @@ class HandlerHardening:
             fallbackHandle = fallback.handle
         self.fallback = fallback
         self.core: HardenedSink[logging.LogRecord] = HardenedSink(
-            self._emit,
+            self._emit if self._originalEmit is None else self._originalEmit,
             policy,
             name=self.name,
             fallback=fallbackHandle,
@@ -141,34 +139,30 @@ class HandlerHardening:
 
     def _emit(self, record: logging.LogRecord) -> None:
         """
-        The core's sink: the handler's own C{emit}; an error it passed to
-        C{handleError} is raised here, for the core to count.
+        The core's sink when the handler has no C{emit} of its own on the
+        instance: the class's C{emit}, on the handler held weakly (once it
+        is collected, the call fails and is counted).
         """
-        errors = self._errors
-        if errors:
-            errors.pop(currentThread(), None)
-        override = self._originalEmit
-        if override is not None:
-            override(record)
-        else:
-            handler = self._ref()
-            if handler is None:
-                raise ReferenceError("the handler was garbage-collected")
-            self._classEmit(handler, record)
-        if errors:
-            error = errors.pop(currentThread(), None)
-            if error is not None:
-                raise error
+        self._classEmit(self._ref(), record)  # type: ignore[arg-type]
 
     def _capture(self, record: logging.LogRecord) -> None:
         """
-        Replaces the handler's C{handleError}: remember the error for
-        L{_emit} instead of printing it.
+        Replaces the handler's C{handleError}, which stdlib handlers call
+        from C{emit} with the error being handled: raise it instead of
+        printing a traceback, out of C{emit} and into the core, which
+        counts, reports and quarantines. Called outside a delivery (a
+        handler's own thread, say), the error is reported out of band and
+        goes no further.
         """
         error = sys.exc_info()[1]
         if error is None:
             error = _HandlerFailed(f"{self.name} called handleError")
-        self._errors[currentThread()] = error
+        if self.core.delivering():
+            raise error
+        try:
+            self.core.reporter.failure(self.name, error, "handleError called outside emit")
+        except Exception:
+            pass
 
     def undo(self) -> None:
         """
