@@ -138,7 +138,9 @@ def test_aRaisingRootHandlerHangsPlainScrapyAndNotTheHardenedCrawl(
     failures = [
         line for line in reports if "failed: RuntimeError: the root handler is broken" in line
     ]
-    assert len(failures) == 1, "reported once, repeats counted"
+    # Reported once; a repeat (a failed probe more than 10 s later on a slow
+    # machine) comes with the exact count of those suppressed in between.
+    assert len([line for line in failures if "suppressed" not in line]) == 1, installed.stderr
     # What the quarantined handler still held at exit: counted, one line.
     atExit = [line for line in reports if line.endswith("(shutdown)")]
     assert len(atExit) == 1
