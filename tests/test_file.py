@@ -5,6 +5,7 @@ directory, an unprivileged process, a rename that fails.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -62,24 +63,99 @@ def test_writesOneLinePerEventAndFlushesEach(tmp_path: Path) -> None:
     assert numbers(path) == [1, 2]
 
 
-def test_reopensWhenTheFileIsMovedAway(tmp_path: Path) -> None:
+def test_reopensWhenTheFileIsMovedAwayAtTheNextCheck(tmp_path: Path) -> None:
+    """
+    The path is checked every C{checkEvery} writes, not before each: what
+    is written in between goes to the rotated file, where it is not lost.
+    """
     path = tmp_path / "app.log"
-    observer, _, _ = makeObserver(path)
+    observer, _, reporter = makeObserver(path, checkEvery=3, checkInterval=3600)
+    observer(event(1))
+    os.rename(path, tmp_path / "app.log.1")
+    observer(event(2))
+    observer(event(3))
+    observer(event(4))
+    assert numbers(tmp_path / "app.log.1") == [1, 2]
+    assert numbers(path) == [3, 4]
+    assert observer.writer.reopened == 1
+    assert observer.writer.writtenToDeletedFile == 0
+    assert reporter.notes == []
+
+
+def test_checkEveryOneChecksBeforeEachWrite(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    observer, _, _ = makeObserver(path, checkEvery=1)
     observer(event(1))
     os.rename(path, tmp_path / "app.log.1")
     observer(event(2))
     assert numbers(tmp_path / "app.log.1") == [1]
     assert numbers(path) == [2]
-    assert observer.writer.reopened == 1
 
 
-def test_reopensWhenTheFileIsDeleted(tmp_path: Path) -> None:
+def test_movedAwayIsNoticedAfterCheckIntervalSeconds(tmp_path: Path) -> None:
+    now = [0.0]
     path = tmp_path / "app.log"
-    observer, _, _ = makeObserver(path)
+    writer = LogFileWriter(path, checkInterval=0.5, checkEvery=10**6, clock=lambda: now[0])
+    writer.write("event 1\n")
+    os.rename(path, tmp_path / "app.log.1")
+    now[0] = 0.4
+    writer.write("event 2\n")
+    now[0] = 0.5
+    writer.write("event 3\n")
+    assert numbers(tmp_path / "app.log.1") == [1, 2]
+    assert numbers(path) == [3]
+    writer.close()
+
+
+def test_aDeletedFileIsReopenedAndWhatWentToItCountedAndReported(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    observer, _, reporter = makeObserver(path, checkEvery=4, checkInterval=3600)
     observer(event(1))
     path.unlink()
     observer(event(2))
-    assert numbers(path) == [2]
+    observer(event(3))
+    observer(event(4))
+    assert numbers(path) == [4]
+    # Events 2 and 3 went to the deleted file; whether event 1 was written
+    # before the deletion the writer cannot know: "up to 3".
+    assert observer.writer.writtenToDeletedFile == 3
+    assert len(reporter.notes) == 1
+    assert "deleted; up to 3 events" in reporter.notes[0]
+
+
+def test_aFailedWriteChecksThePathAtOnce(tmp_path: Path) -> None:
+    """
+    After a write fails the next one checks the path first, however long
+    until the next check would be: on a full disk (a real 8 KiB tmpfs) an
+    operator deletes the log file to make room; the deleted file's space
+    is only freed once the writer lets go of it, which it does at once.
+    """
+    mount = requireTool("mount")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], capture_output=True
+    )
+    if done.returncode != 0:
+        message = f"cannot mount a tmpfs (root needed): {done.stderr.decode().strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        path = disk / "app.log"
+        writer = LogFileWriter(path, checkInterval=3600, checkEvery=10**6)
+        line = "x" * 1000 + "\n"
+        with pytest.raises(OSError) as failure:
+            for _ in range(100):
+                writer.write(line)
+        assert failure.value.errno == errno.ENOSPC
+        path.unlink()
+        writer.write("event 2\n")
+        assert numbers(path) == [2]
+        assert writer.reopened == 1
+        writer.close()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True, timeout=30)
 
 
 def test_reopenForSignalDrivenRotation(tmp_path: Path) -> None:
@@ -216,10 +292,15 @@ def test_createDirectory(tmp_path: Path) -> None:
 
 
 def test_missingDirectoryUnderLoadThenRecreatedIsReplayed(tmp_path: Path) -> None:
+    """
+    With the path checked before every write (C{checkEvery=1}) nothing goes
+    to the deleted file: the writes fail, the sink is quarantined, and the
+    rest is replayed once the directory is back.
+    """
     logs = tmp_path / "logs"
     logs.mkdir()
     path = logs / "app.log"
-    observer, clock, reporter = makeObserver(path, failureThreshold=3, bufferSize=500)
+    observer, clock, reporter = makeObserver(path, failureThreshold=3, bufferSize=500, checkEvery=1)
     for n in range(100):
         observer(event(n))
     shutil.rmtree(logs)
@@ -239,6 +320,38 @@ def test_missingDirectoryUnderLoadThenRecreatedIsReplayed(tmp_path: Path) -> Non
     assert final.received == 301
     assert (final.delivered, final.failed, final.buffered) == (298, 3, 0)
     assert [s[1:] for s in reporter.states][-1] == ("half-open", "closed")
+
+
+def test_missingDirectoryBetweenChecksIsCountedReportedThenReplayed(tmp_path: Path) -> None:
+    """
+    With the path checked every 50 writes, the writes between the deletion
+    and the next check go to the deleted file: counted and reported; from
+    the check on, as with a check before every write.
+    """
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "app.log"
+    observer, clock, reporter = makeObserver(
+        path, failureThreshold=3, bufferSize=500, checkEvery=50, checkInterval=3600
+    )
+    for n in range(100):
+        observer(event(n))  # the 50th and 100th writes check the path
+    shutil.rmtree(logs)
+    for n in range(100, 300):
+        observer(event(n))
+    # 100 to 148 went to the deleted file, 149 (the check) to 151 failed.
+    assert observer.writer.writtenToDeletedFile == 49
+    assert [note for note in reporter.notes if "deleted; up to 49 events" in note]
+    stats = observer.stats()
+    assert stats.state == BreakerState.open
+    assert (stats.failed, stats.buffered) == (3, 148)
+    logs.mkdir()
+    clock.advance(1)
+    observer(event(300))
+    assert numbers(path) == list(range(152, 301))
+    final = observer.stats()
+    assert final.received == 301
+    assert (final.delivered, final.failed, final.buffered) == (298, 3, 0)
 
 
 def test_enospcOnDevFullQuarantinesBuffersAndRecovers(tmp_path: Path) -> None:
@@ -401,6 +514,7 @@ def runLogrotate(tmp: Path, path: Path, mode: str, events: int, rotations: int) 
         "duplicated": len(found) - len(unique),
         "writtenToOldInode": oldInode[0],
         "rotatedFiles": len(list(tmp.glob(path.name + ".*"))),
+        "checkEvery": writer.checkEvery,
     }
 
 
@@ -411,10 +525,10 @@ def test_logrotateCreateModeLosesNothing(tmp_path: Path) -> None:
     assert (counts["delivered"], counts["failed"]) == (20_000, 0), counts
     assert counts["lost"] == 0
     assert counts["duplicated"] == 0
-    # Between our stat() and write() logrotate can rename the file: at most
-    # one event per rotation can land in the just-rotated file (it is not
-    # lost: it is in that file).
-    assert counts["writtenToOldInode"] <= counts["rotatedFiles"]
+    # Until the next check of the path (every DEFAULT_CHECK_EVERY events or
+    # DEFAULT_CHECK_INTERVAL seconds) events land in the just-rotated file:
+    # not lost, they are in that file. Written after the check, none.
+    assert counts["writtenToOldInode"] <= counts["rotatedFiles"] * counts["checkEvery"]
 
 
 def test_logrotateCopytruncateHasAnInherentRace(tmp_path: Path) -> None:

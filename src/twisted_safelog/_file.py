@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,10 +33,13 @@ from zope.interface import implementer
 from ._errors import ConfigurationError
 from ._fdwriter import NonBlockingDescriptor, lostReportsLine
 from ._fork import registerForFork
+from ._policy import checkNumber
 from ._report import IReporter, defaultReporter, describe
 from ._safe import SafeObserver
 
 __all__ = [
+    "DEFAULT_CHECK_EVERY",
+    "DEFAULT_CHECK_INTERVAL",
     "FileSink",
     "LogFileWriter",
     "SafeFileObserver",
@@ -44,6 +48,11 @@ __all__ = [
     "safeFileLogObserver",
 ]
 
+#: Seconds between two checks that the log file is still at its path.
+DEFAULT_CHECK_INTERVAL = 0.1
+#: Writes between two such checks, at most.
+DEFAULT_CHECK_EVERY = 1000
+
 
 class LogFileWriter:
     """
@@ -51,10 +60,15 @@ class LogFileWriter:
     C{os.write} per event on a file opened with C{O_APPEND} (so each event is
     on disk, not in a Python buffer, when L{write} returns).
 
-    Before each write it compares the path's device and inode with the open
-    file's: when logrotate (create mode) moved the file away, or it was
-    deleted, the writer reopens the path, so it never writes to a deleted
-    inode.
+    It notices that logrotate (create mode) moved the file away, or that it
+    was deleted, by comparing the path's device and inode with the open
+    file's, and then reopens the path. Not before every write (a system
+    call per event): at most every C{checkEvery} writes or C{checkInterval}
+    seconds, after a failed write, and at once after L{reopen} (SIGUSR1
+    under twistd, logrotate's C{postrotate}). What is written in between
+    goes to the rotated file, where it is not lost; to a deleted file, it
+    is lost, and the next check counts (L{writtenToDeletedFile}) and
+    reports it.
 
     With C{rotateLength}, the file is rotated by size (C{path.1} ...
     C{path.N}, N = C{maxRotatedFiles}); missing files are skipped, and if a
@@ -73,8 +87,23 @@ class LogFileWriter:
         createDirectory: bool = False,
         mode: int = 0o644,
         reporter: IReporter | None = None,
+        checkInterval: float = DEFAULT_CHECK_INTERVAL,
+        checkEvery: int = DEFAULT_CHECK_EVERY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
+        checkNumber("checkInterval", checkInterval, minimum=0)
+        checkNumber("checkEvery", checkEvery, integer=True, minimum=1)
+        self.checkInterval = checkInterval
+        self.checkEvery = checkEvery
+        self._clock = clock
+        # Writes since the path was last checked, and when the next check is
+        # due at the latest.
+        self._unchecked = 0
+        self._checkAt = 0.0
+        #: Writes that went to a file found deleted at the next check.
+        self.writtenToDeletedFile = 0
+        self._deletedNote: str | None = None
         if rotateLength is not None and rotateLength <= 0:
             raise ConfigurationError(f"rotateLength must be > 0 bytes, not {rotateLength!r}")
         if maxRotatedFiles is not None and maxRotatedFiles < 1:
@@ -138,30 +167,54 @@ class LogFileWriter:
         """
         data = text.encode("utf-8", "backslashreplace")
         rotationError = None
-        with self._lock:
-            try:
-                fd = self._current()
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                self._size += len(data)
-                if self.rotateLength is not None and self._size >= self.rotateLength:
-                    rotationError = self._rotate()
-            finally:
-                if self._closeWhenDone:
-                    self._closeWhenDone = False
-                    self._closeFile()
-        if rotationError is not None:
+        try:
+            with self._lock:
+                try:
+                    fd = self._current()
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    self._size += len(data)
+                    if self.rotateLength is not None and self._size >= self.rotateLength:
+                        rotationError = self._rotate()
+                except OSError:
+                    # The file may have moved or gone: check the path first
+                    # thing next time.
+                    self._unchecked = self.checkEvery
+                    raise
+                finally:
+                    if self._closeWhenDone:
+                        self._closeWhenDone = False
+                        self._closeFile()
+        finally:
             # Reported outside the lock: the report may be written to this
             # very file.
+            if self._deletedNote is not None:
+                self._noteDeleted()
+        if rotationError is not None:
             self._report(rotationError)
 
     def _current(self) -> int:
         """
-        The open file descriptor for C{path}, (re)opened if the file there is
-        not the one we have open. Called with the lock held.
+        The open file descriptor for C{path}; when a check is due, (re)opened
+        if the file there is not the one we have open. Called with the lock
+        held.
         """
+        fd = self._fd
+        if fd is not None:
+            self._unchecked += 1
+            if self._unchecked < self.checkEvery and self._clock() < self._checkAt:
+                return fd
+        return self._checkPath()
+
+    def _checkPath(self) -> int:
+        """
+        The slow part of L{_current}: compare the path's device and inode
+        with the open file's.
+        """
+        written, self._unchecked = self._unchecked, 0
+        self._checkAt = self._clock() + self.checkInterval
         try:
             st = os.stat(self.path)
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
@@ -171,8 +224,38 @@ class LogFileWriter:
             return self._fd
         if self._fd is not None:
             self.reopened += 1
+            self._checkDeleted(self._fd, written)
         self._closeFile()
         return self._open()
+
+    def _checkDeleted(self, fd: int, written: int) -> None:
+        """
+        The file open on C{fd} is no longer at the path: if it was deleted
+        (not moved away by a rotation), the writes since the previous check
+        may have gone nowhere; count them and say so once the lock is
+        released.
+        """
+        try:
+            deleted = os.fstat(fd).st_nlink == 0
+        except OSError:
+            return
+        if deleted and written:
+            # The write that is due now goes to the new file.
+            lost = written - 1
+            if lost:
+                self.writtenToDeletedFile += lost
+                self._deletedNote = (
+                    f"log file {self.path} was deleted; up to {lost} events written "
+                    "since it was last checked went to the deleted file"
+                )
+
+    def _noteDeleted(self) -> None:
+        note, self._deletedNote = self._deletedNote, None
+        if note is not None:
+            try:
+                self.reporter.note(note)
+            except Exception:
+                pass
 
     def _open(self) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -189,6 +272,8 @@ class LogFileWriter:
             raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
         self._fd = fd
         self._identity = (st.st_dev, st.st_ino)
+        self._unchecked = 0
+        self._checkAt = self._clock() + self.checkInterval
         self._size = st.st_size
         # Never rotate a device (/dev/null, /dev/full): renaming it would be
         # a disaster, and its size means nothing.
@@ -457,6 +542,8 @@ def safeFileLogObserver(
     maxRotatedFiles: int | None = None,
     createDirectory: bool = False,
     mode: int = 0o644,
+    checkInterval: float = DEFAULT_CHECK_INTERVAL,
+    checkEvery: int = DEFAULT_CHECK_EVERY,
     **safeObserverArguments: Any,
 ) -> SafeFileObserver:
     """
@@ -465,7 +552,8 @@ def safeFileLogObserver(
     (C{format="json"}).
 
     It survives an external logrotate (reopens when the path's inode
-    changes), a missing directory (quarantined until it is back, or
+    changes, checked at most every C{checkEvery} events or C{checkInterval}
+    seconds, and at once on C{reopen()}), a missing directory (quarantined until it is back, or
     recreated with C{createDirectory=True}), ENOSPC, EACCES and EIO
     (quarantined, events buffered, replayed in order on recovery), and a
     rotation whose rename fails (keeps writing, reports it).
@@ -493,6 +581,8 @@ def safeFileLogObserver(
         createDirectory=createDirectory,
         mode=mode,
         reporter=reporter,
+        checkInterval=checkInterval,
+        checkEvery=checkEvery,
     )
     writer.checkPath()
     safeObserverArguments.setdefault("name", writer.path)
