@@ -36,7 +36,7 @@ EXPECTED_DIFFERENCES = {
 }
 
 
-def runTrial(mode: str, directory: Path) -> dict[str, str]:
+def runTrial(mode: str, directory: Path) -> tuple[dict[str, str], str]:
     directory.mkdir()
     result = subprocess.run(
         [sys.executable, str(HERE / "trialrun.py"), mode, *MODULES],
@@ -48,12 +48,12 @@ def runTrial(mode: str, directory: Path) -> dict[str, str]:
     )
     assert result.returncode == 0, result.stderr
     outcomes: dict[str, str] = json.loads(result.stdout)["outcomes"]
-    return outcomes
+    return outcomes, result.stderr
 
 
 def test_twistedsOwnSuitesDifferOnlyWhereExpected(tmp_path: Path) -> None:
-    plain = runTrial("plain", tmp_path / "plain")
-    installed = runTrial("installed", tmp_path / "installed")
+    plain, plainErr = runTrial("plain", tmp_path / "plain")
+    installed, installedErr = runTrial("installed", tmp_path / "installed")
     # Printed for the record (pytest -s): the counts of each run.
     print("plain:", len(plain), dict(Counter(plain.values())))
     print("installed:", len(installed), dict(Counter(installed.values())))
@@ -63,3 +63,15 @@ def test_twistedsOwnSuitesDifferOnlyWhereExpected(tmp_path: Path) -> None:
         test: (plain[test], installed[test]) for test in plain if plain[test] != installed[test]
     }
     assert differences == EXPECTED_DIFFERENCES
+    # Nothing else said, during the tests or at exit (test_stdlib closes
+    # handlers it attached): the only reports are about the observer that
+    # test_erroneousErrors breaks on purpose.
+    assert plainErr == ""
+    reports = [line for line in installedErr.splitlines() if line.startswith("twisted-safelog:")]
+    assert reports and len(reports) == len(installedErr.splitlines())
+    assert all(
+        "test_erroneousErrors" in line
+        for line in reports
+        if " sink " in line or "similar failures of sink" in line
+    )
+    assert not [line for line in reports if "(shutdown)" in line]
