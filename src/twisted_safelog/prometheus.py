@@ -17,7 +17,7 @@ Metrics (the C{sink} label is the sink's name, made unique with C{" #2"}...):
  - C{twisted_safelog_events_received_total{sink}}: every event the sink was
    given; C{received = delivered + failed + dropped + buffered}.
  - C{twisted_safelog_events_dropped_total{sink, reason}}: drops by reason
-   (reentry, overflow, quarantine, shutdown, discarded).
+   (one series per L{DropReason}: reentry, overflow, quarantine, ...).
  - C{twisted_safelog_events_buffered{sink}}: events held for replay or
    queued.
  - C{twisted_safelog_sink_state{sink, state}}: 1 for the sink's state, 0
