@@ -434,3 +434,15 @@ def test_thousandObserversAddedAndRemovedUnderInstallAreCollected() -> None:
         assert publisher._observers == []
     finally:
         uninstall(publisher)
+
+
+def test_argumentsAreCheckedWhereGivenEvenWithNothingToHarden() -> None:
+    from twisted_safelog import ConfigurationError, hardenHandlers
+
+    empty = logging.getLogger("tests.handlers.empty")
+    with pytest.raises(TypeError, match="failureTreshold"):
+        hardenHandlers(empty, failureTreshold=3)
+    with pytest.raises(ConfigurationError, match="bufferSize"):
+        hardenHandlers(empty, bufferSize=-1)
+    with pytest.raises(TypeError, match="failureTreshold"):
+        hardenHandler(ListHandler(), failureTreshold=3)

@@ -367,7 +367,7 @@ def needsHardening(handler: logging.Handler) -> bool:
 
 
 def hardenHandlers(
-    logger: logging.Logger | None = None, **arguments: Any
+    logger: logging.Logger | None = None, policy: Policy | None = None, **arguments: Any
 ) -> list[HandlerHardening]:
     """
     Harden every handler attached to C{logger} and the loggers below it
@@ -375,13 +375,18 @@ def hardenHandlers(
     keeps the same objects. A handler shared by several loggers is hardened
     once; L{SafeHandler}s, L{TwistedHandler}s and handlers hardened already
     are left alone. Returns the hardenings it made.
+
+    C{policy} and C{arguments} are L{HandlerHardening}'s, checked here even
+    when there is no handler to harden.
     """
+    policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandlers()")
+    others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
     made: list[HandlerHardening] = []
     with _hardenLock:
         for each in loggerTree(logger):
             for handler in list(each.handlers):
                 if needsHardening(handler):
-                    made.append(HandlerHardening(handler, **arguments))
+                    made.append(HandlerHardening(handler, policy, **others))
     return made
 
 
