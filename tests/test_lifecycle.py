@@ -602,12 +602,13 @@ def test_exitWithAStuckSinkEndsWithinTheFlushDeadlineAndSaysWhatWasLost() -> Non
     assert took < 30, took
 
 
-def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
+def test_noThreadOfOursIsThereWhenTheProcessForks() -> None:
     """
-    A process with hardened sinks has a stall watchdog thread; it ends just
-    before each fork (so the process forks with no thread of ours, and
-    Python 3.12+ has no "multi-threaded fork" warning to give because of
-    us) and runs again afterwards in both processes.
+    A process with hardened sinks has a stall watchdog thread, and one with
+    a non-blocking observer its worker; both end just before each fork
+    while idle (so the process forks with no thread of ours, and Python
+    3.12+ has no "multi-threaded fork" warning to give because of us) and
+    run again afterwards, the worker delivering in both processes.
     """
     script = textwrap.dedent(
         """
@@ -617,9 +618,16 @@ def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
         # order, so this one runs last, just before the fork.
         os.register_at_fork(before=lambda: seen.append(
             sorted(t.name for t in threading.enumerate())))
-        from twisted_safelog import SafeObserver
+        from twisted_safelog import NonBlockingObserver, SafeObserver
         from twisted_safelog.testing import RecordingObserver
         observer = SafeObserver(RecordingObserver())
+        sink = RecordingObserver()
+        queued = NonBlockingObserver(sink)
+        def ev(n):
+            return {"log_format": "event {n}", "n": n, "log_time": 0.0,
+                    "log_namespace": "fork"}
+        queued(ev(0))
+        assert queued.flush(10)
         def names():
             return sorted(t.name for t in threading.enumerate())
         deadline = time.monotonic() + 10
@@ -632,7 +640,9 @@ def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
             deadline = time.monotonic() + 10
             while "twisted-safelog stall watchdog" not in names() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            os.write(w, json.dumps(names()).encode())
+            queued(ev(1))
+            delivered = queued.flush(10)
+            os.write(w, json.dumps(names() + [delivered]).encode())
             os._exit(0)
         os.close(w)
         child = json.loads(os.read(r, 65536))
@@ -640,8 +650,10 @@ def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
         deadline = time.monotonic() + 10
         while "twisted-safelog stall watchdog" not in names() and time.monotonic() < deadline:
             time.sleep(0.01)
+        queued(ev(2))
         print(json.dumps({"before": before, "atFork": seen, "child": child,
-                          "parentAfter": names()}))
+                          "parentAfter": names(), "parentDelivered": queued.flush(10),
+                          "parentSeen": [e["n"] for e in sink.events]}))
         """
     )
     result = subprocess.run(
@@ -653,7 +665,18 @@ def test_theWatchdogThreadIsNotThereWhenTheProcessForks() -> None:
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     watchdog = "twisted-safelog stall watchdog"
-    assert watchdog in found["before"]
+
+    def ours(names: list[object]) -> set[str]:
+        return {
+            "worker" if str(n).startswith("twisted-safelog worker") else str(n)
+            for n in names
+            if str(n).startswith("twisted-safelog")
+        }
+
+    assert ours(found["before"]) == {watchdog, "worker"}, found
     assert found["atFork"] == [["MainThread"]]
-    assert watchdog in found["child"]
-    assert watchdog in found["parentAfter"]
+    assert ours(found["child"]) == {watchdog, "worker"}, found
+    assert found["child"][-1] is True
+    assert ours(found["parentAfter"]) == {watchdog, "worker"}, found
+    assert found["parentDelivered"] is True
+    assert found["parentSeen"] == [0, 2]

@@ -27,7 +27,14 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["IForkAware", "childKeepsPending", "handOverAtFork", "registerForFork"]
+__all__ = [
+    "IForkAware",
+    "IQuiescent",
+    "childKeepsPending",
+    "handOverAtFork",
+    "quiesceForFork",
+    "registerForFork",
+]
 
 
 class IForkAware(Protocol):
@@ -86,5 +93,45 @@ def _afterForkInChild() -> None:
             pass
 
 
+#: Parts that also quiesce before a fork (an idle worker thread ends, so
+#: that the process forks without it) and resume in the parent after it.
+_quiescing: weakref.WeakSet[IQuiescent] = weakref.WeakSet()
+
+
+class IQuiescent(Protocol):
+    def _beforeFork(self) -> None: ...
+
+    def _afterForkInParent(self) -> None: ...
+
+
+def quiesceForFork(part: IQuiescent) -> None:
+    """
+    Call C{part._beforeFork()} just before every C{os.fork()} and
+    C{part._afterForkInParent()} in the parent after it, for as long as it
+    lives (held weakly).
+    """
+    _quiescing.add(part)
+
+
+def _beforeFork() -> None:
+    for part in list(_quiescing):
+        try:
+            part._beforeFork()
+        except Exception:
+            pass
+
+
+def _afterForkInParent() -> None:
+    for part in list(_quiescing):
+        try:
+            part._afterForkInParent()
+        except Exception:
+            pass
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_afterForkInChild)
+    os.register_at_fork(
+        before=_beforeFork,
+        after_in_parent=_afterForkInParent,
+        after_in_child=_afterForkInChild,
+    )

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from ._breaker import IClock, MonotonicClock
 from ._compat import StringEnum
-from ._fork import registerForFork
+from ._fork import quiesceForFork, registerForFork
 from ._guard import currentThread
 from ._registry import IHardenedSink, register
 from ._report import IReporter, defaultReporter, describe
@@ -178,6 +178,8 @@ class NonBlockingObserver:
         _instances.add(self)
         register(self)
         registerForFork(self)
+        quiesceForFork(self)
+        self._pausedForFork = False
         finalizer = weakref.finalize(self, self._channel.orphan)
         finalizer.atexit = False
 
@@ -329,7 +331,26 @@ class NonBlockingObserver:
         except Exception:
             self._shutdownTrigger = None
 
+    def _beforeFork(self) -> None:
+        """
+        An idle worker ends before the process forks, so that the process
+        forks without it (and the parent starts it again after): a busy one
+        is left alone (the child counts what it was doing as C{"fork"}).
+        """
+        worker = self._channel.stopIfIdle()
+        if worker is None or worker is threading.current_thread():
+            return
+        self._pausedForFork = True
+        worker.join(0.5)
+
+    def _afterForkInParent(self) -> None:
+        if self._pausedForFork:
+            self._pausedForFork = False
+            if not self._held and not self._shutDown:
+                self._start()
+
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        self._pausedForFork = False
         channel = self._channel
         inFlight, queued = channel.inFlight, len(channel.queue)
         channel.reset()

@@ -160,6 +160,18 @@ class Channel:
             self.wake.notify_all()
             return self.worker
 
+    def stopIfIdle(self) -> threading.Thread | None:
+        """
+        If the worker runs and has nothing to do, tell it to end and return
+        its thread; else L{None}.
+        """
+        with self.lock:
+            if not self.alive or self.queue or self.inFlight or self.busySince:
+                return None
+            self.stopping = True
+            self.wake.notify_all()
+            return self.worker
+
     def orphan(self) -> None:
         """
         The observer is gone: deliver what is queued, then end.
