@@ -20,8 +20,9 @@ def test_surviveFullDisk() -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("disk full:   received=20 delivered=0 failed=5")
-    assert lines[0].endswith("buffered=15 open")
-    assert lines[1].startswith("disk back:   received=21 delivered=16 failed=5")
-    assert lines[2].endswith("holds 16 lines")
+    # ENOSPC is the disk's fault, not the events': all are kept and replayed.
+    assert lines[0].startswith("disk full:   received=20 delivered=0 failed=0")
+    assert lines[0].endswith("buffered=20 open")
+    assert lines[1].startswith("disk back:   received=21 delivered=21 failed=0")
+    assert lines[2].endswith("holds 21 lines")
     assert "failed: OSError: [Errno 28] No space left on device" in result.stderr

@@ -78,7 +78,16 @@ class CircuitBreaker:
 
     Callers ask L{allow} before calling the sink and report the outcome with
     L{success} or L{failure}. A caller that was allowed in half-open state
-    I{must} report an outcome, or no further probe will be let through.
+    I{must} report an outcome, or give the probe back with L{release}, or no
+    further probe will be let through.
+
+    With C{earlyProbes}, a breaker that has just opened lets up to that many
+    probes through at once, one at a time, instead of after C{resetTimeout}:
+    the caller probes with the next, different item, which tells items the
+    sink cannot take (poison events) from a sink that cannot take anything.
+    A failed early probe does not back off; a failure reported with
+    C{itemFault=False} ends them (the caller knows the sink itself is at
+    fault).
 
     Listeners are called on every state change, outside the lock; an
     exception from a listener is swallowed so it cannot break the caller.
@@ -91,6 +100,7 @@ class CircuitBreaker:
         maxResetTimeout: float = 60.0,
         backoffFactor: float = 2.0,
         clock: IClock | None = None,
+        earlyProbes: int = 0,
     ) -> None:
         checkNumber("failureThreshold", failureThreshold, integer=True, minimum=1)
         checkNumber("resetTimeout", resetTimeout, above=0)
@@ -100,6 +110,8 @@ class CircuitBreaker:
         self.resetTimeout = resetTimeout
         self.maxResetTimeout = maxResetTimeout
         self.backoffFactor = backoffFactor
+        checkNumber("earlyProbes", earlyProbes, integer=True, minimum=0)
+        self.earlyProbes = earlyProbes
         self.clock: IClock = MonotonicClock() if clock is None else clock
         self._lock = threading.Lock()
         #: The current state (read-only for callers). Reading it never
@@ -112,6 +124,10 @@ class CircuitBreaker:
         self._currentTimeout = resetTimeout
         self._retryAt = 0.0
         self._openedAt = 0.0
+        # Early probes left (armed when the breaker opens from closed), and
+        # whether the probe in flight is one.
+        self._earlyLeft = 0
+        self._probingEarly = False
         self._listeners: list[BreakerListener] = []
         registerForFork(self)
 
@@ -125,6 +141,7 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         if self.state is _HALF_OPEN:
             self.state = _OPEN
+            self._probingEarly = False
             try:
                 self._retryAt = self.clock.seconds()
             except Exception:
@@ -159,6 +176,20 @@ class CircuitBreaker:
         """
         return self._openedAt
 
+    @property
+    def earlyProbesLeft(self) -> int:
+        """
+        How many early probes an open breaker still lets through at once.
+        """
+        return self._earlyLeft
+
+    @property
+    def probingEarly(self) -> bool:
+        """
+        Is the probe in flight (half-open state) an early one?
+        """
+        return self.state is _HALF_OPEN and self._probingEarly
+
     def addListener(self, listener: BreakerListener) -> None:
         """
         Call C{listener(breaker, oldState, newState)} on every state change.
@@ -180,11 +211,30 @@ class CircuitBreaker:
                 return True
             if self.state is _HALF_OPEN:
                 return False
-            if self.clock.seconds() < self._retryAt:
+            early = self._earlyLeft > 0
+            if not early and self.clock.seconds() < self._retryAt:
                 return False
+            if early:
+                self._earlyLeft -= 1
+            self._probingEarly = early
             self.state = _HALF_OPEN
         self._notify(_OPEN, _HALF_OPEN)
         return True
+
+    def release(self) -> None:
+        """
+        Give back a probe that L{allow} let through but that had nothing to
+        deliver (another thread emptied the buffer meanwhile): the breaker is
+        open again, and the next caller may probe at once. No listener is
+        told, since nothing was tried.
+        """
+        with self._lock:
+            if self.state is not _HALF_OPEN:
+                return
+            self.state = _OPEN
+            if self._probingEarly:
+                self._earlyLeft += 1
+            self._probingEarly = False
 
     def success(self) -> None:
         """
@@ -201,28 +251,42 @@ class CircuitBreaker:
                 # quarantined until a real probe succeeds.
                 return
             self.state = _CLOSED
+            self._probingEarly = False
             self._currentTimeout = self.resetTimeout
         self._notify(old, _CLOSED)
 
-    def failure(self) -> None:
+    def failure(self, itemFault: bool = True) -> None:
         """
         The sink failed. May open the breaker (or re-open it, backing off).
+
+        @param itemFault: whether the failure may be the item's fault (an
+            event the sink cannot format); if not (a full disk, a dead
+            socket), no early probes are made with other items.
         """
         with self._lock:
             old = self.state
             self.consecutiveFailures += 1
             now = self.clock.seconds()
-            if old is _HALF_OPEN:
-                self._currentTimeout = min(
-                    self._currentTimeout * self.backoffFactor, self.maxResetTimeout
-                )
-            elif old is _CLOSED and self.consecutiveFailures >= self.failureThreshold:
-                self._currentTimeout = self.resetTimeout
-                self._openedAt = now
+            if not itemFault:
+                self._earlyLeft = 0
+            if old is _HALF_OPEN and self._probingEarly:
+                # The early probe failed too: the sink, not one item, is
+                # broken. Wait the reset timeout that already runs.
+                self._probingEarly = False
+                self.state = _OPEN
             else:
-                return
-            self.state = _OPEN
-            self._retryAt = now + self._currentTimeout
+                if old is _HALF_OPEN:
+                    self._currentTimeout = min(
+                        self._currentTimeout * self.backoffFactor, self.maxResetTimeout
+                    )
+                elif old is _CLOSED and self.consecutiveFailures >= self.failureThreshold:
+                    self._currentTimeout = self.resetTimeout
+                    self._openedAt = now
+                    self._earlyLeft = self.earlyProbes if itemFault else 0
+                else:
+                    return
+                self.state = _OPEN
+                self._retryAt = now + self._currentTimeout
         self._notify(old, _OPEN)
 
     def trip(self) -> None:
@@ -238,6 +302,8 @@ class CircuitBreaker:
             self._currentTimeout = self.resetTimeout
             self._openedAt = now
             self._retryAt = now + self._currentTimeout
+            self._earlyLeft = 0
+            self._probingEarly = False
             self.state = _OPEN
         self._notify(old, _OPEN)
 

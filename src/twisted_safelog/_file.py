@@ -27,10 +27,12 @@ from twisted.logger import (
     eventAsJSON,
     formatEvent,
     formatEventAsClassicLogText,
+    formatTime,
 )
 from zope.interface import implementer
 
 from ._errors import ConfigurationError
+from ._escape import escapeControl
 from ._fdwriter import NonBlockingDescriptor, lostReportsLine
 from ._fork import registerForFork
 from ._policy import checkNumber
@@ -77,6 +79,15 @@ class LogFileWriter:
 
     Errors (a missing directory, ENOSPC, EACCES, EIO) are raised as
     C{OSError}: the caller (a L{SafeObserver}) decides what a failure means.
+    A write that fails part way (the disk filled up during it) is rolled
+    back, so the file holds whole lines only; if it cannot be (another
+    process appended since), the next write starts on a new line, so two
+    events are never glued together.
+
+    The first open follows a symbolic link at C{path} (one the administrator
+    configured); later opens (after a rotation, a deletion, L{reopen}) do not
+    follow a link that was swapped in since (C{O_NOFOLLOW}): they fail with
+    C{ELOOP}, said once through C{reporter}, until the link is removed.
     """
 
     def __init__(
@@ -118,6 +129,15 @@ class LogFileWriter:
         self._identity: tuple[int, int] | None = None
         self._size = 0
         self._regular = True
+        # The first successful open decides whether a link at the path is
+        # the administrator's (followed) or swapped in later (refused).
+        self._opened = False
+        self._linkOwner: int | None = None
+        self._refusedLink = False
+        # A partial write could not be rolled back: start the next on a new
+        # line.
+        self._torn = False
+        self.rolledBack = 0
         self.reopened = 0
         self.rotations = 0
         self.failedRotations = 0
@@ -171,10 +191,23 @@ class LogFileWriter:
             with self._lock:
                 try:
                     fd = self._current()
-                    view = memoryview(data)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
+                    if self._torn:
+                        data = b"\n" + data
+                    written = 0
+                    try:
+                        written = os.write(fd, data)
+                        if written < len(data):
+                            view = memoryview(data)
+                            while written < len(data):
+                                more = os.write(fd, view[written:])
+                                if not more:
+                                    raise OSError(errno.EIO, "write() wrote nothing")
+                                written += more
+                    except OSError:
+                        if written:
+                            self._rollBack(fd, written)
+                        raise
+                    self._torn = False
                     self._size += len(data)
                     if self.rotateLength is not None and self._size >= self.rotateLength:
                         rotationError = self._rotate()
@@ -194,6 +227,22 @@ class LogFileWriter:
                 self._noteDeleted()
         if rotationError is not None:
             self._report(rotationError)
+
+    def _rollBack(self, fd: int, written: int) -> None:
+        """
+        Remove the C{written} bytes of a write that failed part way, if
+        nothing was appended after them; otherwise remember that the file
+        ends in a torn line. Called with the lock held.
+        """
+        try:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size == end:
+                os.ftruncate(fd, end - written)
+                self.rolledBack += 1
+                return
+        except OSError:
+            pass
+        self._torn = True
 
     def _current(self) -> int:
         """
@@ -259,6 +308,8 @@ class LogFileWriter:
 
     def _open(self) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        if self._opened:
+            flags |= self._noFollow()
         try:
             fd = os.open(self.path, flags, self.mode)
         except FileNotFoundError:
@@ -266,10 +317,24 @@ class LogFileWriter:
                 raise
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, flags, self.mode)
+        except OSError as error:
+            if error.errno == errno.ELOOP and flags & _O_NOFOLLOW:
+                raise self._swappedLink() from None
+            raise
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
             os.close(fd)
             raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+        if not self._opened:
+            self._opened = True
+            try:
+                link = os.lstat(self.path)
+                if stat.S_ISLNK(link.st_mode):
+                    self._linkOwner = link.st_uid
+            except OSError:
+                pass
+        self._refusedLink = False
+        self._torn = False
         self._fd = fd
         self._identity = (st.st_dev, st.st_ino)
         self._unchecked = 0
@@ -279,6 +344,39 @@ class LogFileWriter:
         # a disaster, and its size means nothing.
         self._regular = stat.S_ISREG(st.st_mode)
         return fd
+
+    def _noFollow(self) -> int:
+        """
+        The flag for a reopen: C{O_NOFOLLOW}, unless the path was a link
+        when first opened and still is one, owned by the same user. Called
+        with the lock held.
+        """
+        if self._linkOwner is None:
+            return _O_NOFOLLOW
+        try:
+            link = os.lstat(self.path)
+        except OSError:
+            return _O_NOFOLLOW
+        if stat.S_ISLNK(link.st_mode) and link.st_uid != self._linkOwner:
+            raise self._swappedLink()
+        return 0
+
+    def _swappedLink(self) -> OSError:
+        """
+        The error for a symbolic link swapped in at the path since it was
+        first opened; said once through the reporter.
+        """
+        message = (
+            f"log file {self.path} is now a symbolic link it was not when first "
+            "opened; not following it (remove the link to resume writing)"
+        )
+        if not self._refusedLink:
+            self._refusedLink = True
+            try:
+                self.reporter.note(message)
+            except Exception:
+                pass
+        return OSError(errno.ELOOP, message)
 
     def _closeFile(self) -> None:
         fd, self._fd, self._identity = self._fd, None, None
@@ -430,15 +528,53 @@ class LogFileWriter:
 def formatTextLine(event: LogEvent) -> str:
     """
     An event as one line of classic Twisted log text, never raising.
+
+    Control characters from the event (CR, VT, NEL, U+2028, ANSI escapes:
+    see L{escapeControl}) are escaped, so that an event cannot forge or
+    hide lines; a newline becomes a new line indented by a tab, as Twisted
+    does. An event Twisted's formatter cannot format (a C{log_time} that is
+    not a number, a C{log_level} that is not a L{LogLevel}) is written with
+    a fallback rendering that says why, never skipped.
     """
     try:
         text = formatEventAsClassicLogText(event)
-    except Exception:
-        text = None
+    except Exception as error:
+        text = _fallbackTextLine(event, error)
     if text is None:
-        # formatEventAsClassicLogText returns None for an empty message.
+        # formatEventAsClassicLogText returns None for an empty message (as
+        # textFileLogObserver, nothing is written).
         return ""
-    return text
+    return escapeControl(text)
+
+
+def _fallbackTextLine(event: LogEvent, error: Exception) -> str:
+    """
+    The classic text line for an event whose time, level or system cannot be
+    formatted: what can be, and the reason. Never raises.
+    """
+    try:
+        when = event.get("log_time")
+        try:
+            timeText = formatTime(when) if isinstance(when, (int, float)) else "-"
+        except Exception:
+            timeText = "-"
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            levelName = getattr(level, "name", None)
+            system = (
+                f"{_str(event.get('log_namespace', '-'))}#"
+                f"{levelName if isinstance(levelName, str) else describe(level, 40)}"
+            )
+        message = formatEvent(event)
+        reason = (
+            f"[unformattable event: {type(error).__name__}: {_str(error)}; "
+            f"log_time={describe(when, 60)}]"
+        )
+        text = f"{timeText} [{_str(system)}] {message} {reason}"
+    except Exception:
+        text = f"- [-] [unformattable event: {describe(error)}]"
+    return text.replace("\n", "\n\t") + "\n"
 
 
 def formatJSONLine(event: LogEvent) -> str:
@@ -460,6 +596,31 @@ def formatJSONLine(event: LogEvent) -> str:
             "log_unserializable": f"{type(error).__name__}: {_str(error)}",
         }
         return json.dumps(fallback) + "\n"
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+#: The errors of a file that tell nothing about the event being written: a
+#: full disk or quota, an I/O error, a missing directory, a permission or
+#: read-only mount not fixed yet, a link swapped in at the path. Events that
+#: fail with them are replayed when the file works again.
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC",
+        "EDQUOT",
+        "EIO",
+        "ENOENT",
+        "EACCES",
+        "EPERM",
+        "EROFS",
+        "EAGAIN",
+        "EINTR",
+        "ESTALE",
+        "ELOOP",
+    )
+    if hasattr(errno, name)
+)
 
 
 def _str(thing: object) -> str:
@@ -512,6 +673,14 @@ class SafeFileObserver(SafeObserver):
     """
 
     writer: LogFileWriter
+
+    def isTransient(self, error: BaseException) -> bool:
+        """
+        A full disk, an I/O error, a missing directory and the like are the
+        file's trouble, not the event's: such events are replayed, in
+        order and exactly once, when the file works again.
+        """
+        return isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS
 
     def reopen(self) -> None:
         """

@@ -24,10 +24,13 @@ from ._errors import ConfigurationError
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "Policy", "PolicySettings", "checkNumber"]
+__all__ = ["DEFAULT_BUFFER_BYTES", "DEFAULT_BUFFER_SIZE", "Policy", "PolicySettings", "checkNumber"]
 
 #: Events kept for replay while a sink is quarantined, unless told otherwise.
 DEFAULT_BUFFER_SIZE = 1000
+
+#: The most a sink's replay buffer holds, in (estimated) bytes.
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 
 
 def checkNumber(
@@ -89,6 +92,10 @@ class Policy:
     @ivar backoffFactor: each failed probe multiplies the wait by this.
     @ivar bufferSize: events kept, oldest dropped first, for replay while the
         sink is quarantined; C{0} keeps none.
+    @ivar bufferBytes: the most the replay buffer holds, in bytes, estimated
+        cheaply from the sizes of an event's strings and containers; the
+        oldest events are dropped first (counted as C{overflow}), and an
+        event larger than this on its own is not buffered.
     @ivar retryFailed: put an event whose delivery failed back at the head
         of the replay buffer to be retried in order, instead of counting it
         failed; for sinks whose failures are transient (a network peer).
@@ -106,6 +113,9 @@ class Policy:
     maxResetTimeout: float = field(default=60.0, validator=_number(above=0))
     backoffFactor: float = field(default=2.0, validator=_number(minimum=1))
     bufferSize: int = field(default=DEFAULT_BUFFER_SIZE, validator=_number(integer=True, minimum=0))
+    bufferBytes: int = field(
+        default=DEFAULT_BUFFER_BYTES, validator=_number(integer=True, minimum=1)
+    )
     retryFailed: bool = field(default=False, validator=_boolean)
     maxAttempts: int = field(default=10, validator=_number(integer=True, minimum=1))
     stallTimeout: float = field(default=5.0, validator=_number(minimum=0))
@@ -158,6 +168,7 @@ class PolicySettings(TypedDict, total=False):
     maxResetTimeout: float
     backoffFactor: float
     bufferSize: int
+    bufferBytes: int
     retryFailed: bool
     maxAttempts: int
     stallTimeout: float

@@ -24,6 +24,7 @@ from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._report import IReporter, defaultReporter, describe, uniqueName
+from ._sizes import approximateSize
 from ._stall import StallTracker, watchdog
 from ._stats import DropReason, SinkStats
 from ._status import stateChanged
@@ -42,6 +43,9 @@ _CLOSED = BreakerState.closed
 _OPEN = BreakerState.open
 _HALF_OPEN = BreakerState.halfOpen
 _NEVER = float("inf")
+#: The longest exception text a failure description keeps (reports cap
+#: their lines too; this spares formatting megabytes first).
+_DESCRIPTION_LIMIT = 2000
 
 
 def _isLegacyObserver(observer: object) -> bool:
@@ -76,9 +80,20 @@ class HardenedSink(Generic[T]):
        failure of that delivery even if the sink returned.
      - After C{failureThreshold} consecutive failures the sink is quarantined
        (the breaker opens): it is not called, items go to a replay buffer of
-       C{bufferSize} (oldest dropped first, counted) and to C{fallback};
-       after C{resetTimeout} seconds one probe is let through (the oldest
-       buffered item) and, if it succeeds, the buffer is replayed in order.
+       C{bufferSize} items and C{bufferBytes} bytes (oldest dropped first,
+       counted) and to C{fallback}. Unless the failure was an C{OSError}
+       (the sink's own trouble: a disk, a socket) or error output, the next
+       items, up to C{failureThreshold} of them, are tried at once, one at a
+       time (early probes): if the failures were the items' fault (poison
+       events, such as records a formatter cannot format) the sink is back
+       at the first good item and only the poison items were lost (counted
+       failed). Otherwise, after C{resetTimeout} seconds one probe is let
+       through (the oldest buffered item) and, if it succeeds, the buffer is
+       replayed in order.
+     - An item that failed for a reason L{isTransient} recognises (a full
+       disk, say) is kept at the head of the buffer and replayed, in order
+       and exactly once, when the sink recovers, instead of being counted
+       failed.
      - Failures and state changes go to C{reporter} (file descriptor 2 by
        default), never to a publisher, C{sys.stderr} or stdlib logging.
      - L{stats} accounts for every item:
@@ -116,6 +131,7 @@ class HardenedSink(Generic[T]):
         self._target = sink
         self.name = name if name is not None else uniqueName(describe(sink), self)
         self.bufferSize = policy.bufferSize
+        self.bufferBytes = policy.bufferBytes
         self.retryFailed = policy.retryFailed
         self.maxAttempts = policy.maxAttempts
         self.reporter = defaultReporter() if reporter is None else reporter
@@ -125,6 +141,7 @@ class HardenedSink(Generic[T]):
             maxResetTimeout=policy.maxResetTimeout,
             backoffFactor=policy.backoffFactor,
             clock=clock,
+            earlyProbes=policy.failureThreshold,
         )
         self.fallback = fallback
         self._guard = ReentryGuard(resetAtFork=False)
@@ -138,6 +155,10 @@ class HardenedSink(Generic[T]):
         # full buffer drops the oldest item by itself, and SinkAccounts
         # counts those drops without a lock or a check per event.
         self._buffer: deque[T | _Retry[T]] = deque(maxlen=policy.bufferSize)
+        # The estimated size of each buffered item, in step with _buffer
+        # (both changed under the lock), and their sum: the bound in bytes.
+        self._sizes: deque[int] = deque(maxlen=policy.bufferSize)
+        self._bufferedBytes = 0
         self._draining = False
         #: True whenever an event must not take the healthy path: the
         #: breaker is not closed, items are buffered, a failure run is under
@@ -216,7 +237,7 @@ class HardenedSink(Generic[T]):
         except Exception as error:
             self._guard.exit(tid)
             self._countReceived()
-            self._failure(event, error, _describeError(error))
+            self._failure(event, error, _describeError(error), first=True)
             return
         except BaseException:
             self._guard.exit(tid)
@@ -260,7 +281,7 @@ class HardenedSink(Generic[T]):
         errorSeen = self._guard.errorSeen
         if tid in errorSeen:
             errorSeen.discard(tid)
-            self._failure(event, None, _ERROR_OUTPUT)
+            self._failure(event, None, _ERROR_OUTPUT, first=True)
             return
         self._countDelivered()
         self.breaker.success()
@@ -290,22 +311,48 @@ class HardenedSink(Generic[T]):
 
     def _shed(self, event: T) -> None:
         """
-        Quarantined with no probe due: the price of a counter. The event
-        goes to the buffer (a full one drops its oldest item by itself; a
-        zero-sized one drops the event), one count says so, and no lock is
-        taken and nothing reported: drops are reported together, with exact
-        counts, at the next state change (L{_reportDrops}).
+        Quarantined with no probe due: the price of a size estimate and a
+        counter. The event goes to the buffer (oldest items dropped to make
+        room, in events and in bytes), one count says so, and nothing is
+        reported: drops are reported together, with exact counts, at the
+        next state change (L{_reportDrops}).
         """
-        self._buffer.append(event)
+        self._bufferItem(event, approximateSize(event))
         self._countShed()
         fallback = self.fallback
         if fallback is not None:
             fallback(event)
 
-    def _deliver(self, event: T, attempt: int = 1) -> bool:
+    def _bufferItem(self, item: T | _Retry[T], size: int) -> None:
+        """
+        Append C{item} to the replay buffer, dropping the oldest items until
+        it fits in C{bufferSize} items and C{bufferBytes} bytes; an item
+        larger than C{bufferBytes} on its own is not kept. (What is put in
+        and neither taken out nor still there is counted as an overflow
+        drop: see L{SinkAccounts}.)
+        """
+        if not self.bufferSize or size > self.bufferBytes:
+            return
+        buffer = self._buffer
+        sizes = self._sizes
+        with self._lock:
+            while buffer and (
+                len(buffer) >= self.bufferSize or self._bufferedBytes + size > self.bufferBytes
+            ):
+                buffer.popleft()
+                self._bufferedBytes -= sizes.popleft()
+            buffer.append(item)
+            sizes.append(size)
+            self._bufferedBytes += size
+
+    def _deliver(
+        self, event: T, attempt: int = 1, early: bool = False, size: int | None = None
+    ) -> bool | None:
         """
         Call the observer once, with the guard up; count and report the
-        outcome. Returns whether the observer took the event.
+        outcome. Returns whether the observer took the event: C{True}, or
+        C{False} if it failed, or L{None} if it failed and the event was put
+        back at the head of the buffer to be retried.
         """
         guard = self._guard
         tid = guard.enter()
@@ -316,8 +363,7 @@ class HardenedSink(Generic[T]):
         except Exception as error:
             guard.exit(tid)
             slowActive.discard(tid)
-            self._failure(event, error, _describeError(error), attempt)
-            return False
+            return self._failure(event, error, _describeError(error), attempt, early, size)
         except BaseException:
             guard.exit(tid)
             slowActive.discard(tid)
@@ -325,8 +371,7 @@ class HardenedSink(Generic[T]):
             raise
         slowActive.discard(tid)
         if guard.exit(tid):
-            self._failure(event, None, _ERROR_OUTPUT, attempt)
-            return False
+            return self._failure(event, None, _ERROR_OUTPUT, attempt, early, size)
         self._countDelivered()
         self.breaker.success()
         return True
@@ -348,30 +393,70 @@ class HardenedSink(Generic[T]):
             self._degrade()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
 
+    def isTransient(self, error: BaseException) -> bool:
+        """
+        Did the sink fail for a passing reason that says nothing about the
+        item (a full disk, a missing directory)? Such an item is kept for
+        replay without using up an attempt. Nothing is, here; the file sinks
+        recognise their transient C{OSError}s.
+        """
+        return False
+
     def _failure(
-        self, event: T, error: BaseException | None, description: str, attempt: int = 1
-    ) -> None:
+        self,
+        event: T,
+        error: BaseException | None,
+        description: str,
+        attempt: int = 1,
+        early: bool = False,
+        size: int | None = None,
+        first: bool = False,
+    ) -> bool | None:
+        """
+        Count, report and settle a failed delivery; returns C{False}, or
+        L{None} if the event was put back in the buffer for a retry.
+        """
         self._lastError = description
-        requeued = self.retryFailed and attempt < self.maxAttempts and self._requeue(event, attempt)
+        transient = False
+        if error is not None:
+            try:
+                transient = self.isTransient(error)
+            except Exception:
+                pass
+        requeued = (transient or (self.retryFailed and attempt < self.maxAttempts)) and (
+            self._requeue(event, attempt - 1 if transient else attempt, size)
+        )
         if not requeued:
             # Counted before the breaker hears of it, so that the state
             # change report's counts include this failure.
             self._accounts.failed.increment()
-        self.breaker.failure()
+        # An OSError (a disk, a socket) or error output is the sink's own
+        # trouble, not the item's: no point probing early with other items.
+        self.breaker.failure(
+            itemFault=not (error is None or transient or isinstance(error, OSError))
+        )
         self._degrade()
         self._report(self.reporter.failure, self.name, error, description)
-        if not requeued and self.fallback is not None:
+        if self.fallback is not None and (first or not requeued):
             self.fallback(event)
+        return None if requeued else False
 
-    def _requeue(self, event: T, attempts: int) -> bool:
+    def _requeue(self, event: T, attempts: int, size: int | None = None) -> bool:
         """
         Put a failed item back at the head of the buffer, to be retried
         first; C{False} if the buffer is full (or there is none).
         """
+        if size is None:
+            size = approximateSize(event)
         with self._lock:
-            if len(self._buffer) >= self.bufferSize:
+            if (
+                len(self._buffer) >= self.bufferSize
+                or self._bufferedBytes + size > self.bufferBytes
+            ):
                 return False
             self._buffer.appendleft(_Retry(event, attempts))
+            self._sizes.appendleft(size)
+            self._bufferedBytes += size
             self._accounts.queued.increment()
             return True
 
@@ -388,7 +473,7 @@ class HardenedSink(Generic[T]):
                 if self.fallback is not None:
                     self.fallback(event)
             return
-        self._buffer.append(event)
+        self._bufferItem(event, approximateSize(event))
         self._accounts.queued.increment()
         self.drain()
         # After the drain: if a probe succeeded the event has been delivered
@@ -404,32 +489,45 @@ class HardenedSink(Generic[T]):
         C{LoopingCall}, say) to replay without waiting for the next event.
         Only one thread drains at a time.
         """
-        with self._lock:
-            if self._draining or not self._buffer:
+        lock = self._lock
+        buffer = self._buffer
+        breaker = self.breaker
+        with lock:
+            if self._draining or not buffer:
                 return
             self._draining = True
         try:
             while True:
-                # Only the draining thread removes events (overflow replaces
-                # one), so a non-empty buffer stays non-empty until we pop.
-                with self._lock:
-                    if not self._buffer:
-                        self._draining = False
-                        break
-                if not self.breaker.allow():
+                if not breaker.allow():
                     break
-                with self._lock:
-                    item = self._buffer.popleft()
-                    self._accounts.unqueued.increment()
+                early = breaker.probingEarly
+                with lock:
+                    # Checked again under the lock: close() (or an overflow)
+                    # may have emptied the buffer since.
+                    if buffer:
+                        item = buffer.popleft()
+                        size = self._sizes.popleft()
+                        self._bufferedBytes -= size
+                        self._accounts.unqueued.increment()
+                    else:
+                        self._draining = False
+                        item = _NOTHING
+                if item is _NOTHING:
+                    # A probe we were given must not be kept with nothing to
+                    # try, or the breaker would stay half-open for ever.
+                    breaker.release()
+                    self._probeAt = 0.0
+                    break
                 if isinstance(item, _Retry):
                     event, attempts = item.event, item.attempts
                 else:
                     event, attempts = item, 0
-                if not self._deliver(event, attempts + 1) and self.retryFailed:
+                outcome = self._deliver(event, attempts + 1, early, size)
+                if outcome is None or (outcome is False and self.retryFailed):
                     # Retried at the next event (or drain), not in a hot loop.
                     break
         finally:
-            with self._lock:
+            with lock:
                 self._draining = False
         self._settle()
 
@@ -452,7 +550,8 @@ class HardenedSink(Generic[T]):
 
     def _stateChanged(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
         if new is _OPEN:
-            self._probeAt = breaker.retryAt
+            # Early probes (see CircuitBreaker) are due at once.
+            self._probeAt = 0.0 if breaker.earlyProbesLeft else breaker.retryAt
         elif new is _HALF_OPEN:
             self._probeAt = _NEVER
         if new is not _CLOSED:
@@ -503,6 +602,9 @@ class HardenedSink(Generic[T]):
         """
         self._lock = threading.Lock()
         self._draining = False
+        # The breaker may have given back a probe in flight on a thread that
+        # is gone: let the next event ask it.
+        self._probeAt = 0.0
         self._stall = StallTracker()
         # A delivery on the healthy path is counted as received when it
         # ends; one that never will is counted here.
@@ -515,6 +617,8 @@ class HardenedSink(Generic[T]):
         if not keepPending:
             buffered = len(self._buffer)
             self._buffer.clear()
+            self._sizes.clear()
+            self._bufferedBytes = 0
             for _ in range(buffered):
                 self._accounts.unqueued.increment()
         if not gone + buffered:
@@ -571,6 +675,8 @@ class HardenedSink(Generic[T]):
         with self._lock:
             remaining = len(self._buffer)
             self._buffer.clear()
+            self._sizes.clear()
+            self._bufferedBytes = 0
             for _ in range(remaining):
                 self._accounts.unqueued.increment()
             self._drops.add(DropReason.shutdown, remaining)
@@ -591,11 +697,17 @@ class _Retry(Generic[T]):
         self.attempts = attempts
 
 
+#: What drain() pops from a buffer that was emptied under it.
+_NOTHING: Any = object()
+
+
 def _describeError(error: BaseException) -> str:
     try:
         text = str(error)
     except Exception:
         text = "<exception with a broken __str__>"
+    if len(text) > _DESCRIPTION_LIMIT:
+        text = text[:_DESCRIPTION_LIMIT] + f"... [{len(text) - _DESCRIPTION_LIMIT} characters cut]"
     name = type(error).__qualname__
     return f"{name}: {text}" if text else name
 

@@ -1,0 +1,47 @@
+# -*- test-case-name: tests.test_report -*-
+"""
+Escaping the characters that let text from an event or an exception forge
+or hide lines: in reports, and in the text log format.
+
+A reader that splits lines the Unicode way (C{str.splitlines()}, many log
+viewers) also breaks at CR, VT, FF, the file/group/record separators, NEL,
+U+2028 and U+2029; a terminal obeys ANSI escape sequences (ESC, CSI) and
+bidirectional overrides reorder what it shows. Each of these, and every
+other C0 and C1 control character but tab and newline, is written as a
+visible Python-style escape (C{\\r}, C{\\x1b}, C{\\u2028}).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["escapeControl"]
+
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_UNSAFE_WITH_NEWLINE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\r": "\\r", "\n": "\\n", "\x0b": "\\v", "\x0c": "\\f"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escapeControl(text: str, newlines: bool = True) -> str:
+    """
+    C{text} with every control character escaped, except tab and, if
+    C{newlines}, newline (which the caller handles: Twisted's text format
+    indents continuation lines, reports prefix each line).
+    """
+    pattern = _UNSAFE if newlines else _UNSAFE_WITH_NEWLINE
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(_escape, text)

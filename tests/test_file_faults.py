@@ -1,0 +1,248 @@
+"""
+File sinks under faults: a real full disk (a 64 KiB tmpfs mounted here),
+partial writes, events Twisted's formatter cannot format, control
+characters, and a symbolic link swapped in at the log path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel
+
+from twisted_safelog import BreakerState, LogFileWriter, safeFileLogObserver
+
+from .helpers import RecordingReporter, event
+
+LINE = re.compile(r"^\S+ \[tests#info\] event (\d+) (x*)$")
+
+
+@pytest.fixture
+def smallTmpfs() -> Iterator[Path]:
+    """
+    A real 64 KiB tmpfs, mounted for the test (we are root). Where it cannot
+    be mounted the test is skipped, and under CI=true it fails.
+    """
+    mountPoint = Path(tempfile.mkdtemp(prefix="safelog-tmpfs-"))
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mountPoint)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        mountPoint.rmdir()
+        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield mountPoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountPoint)], timeout=30, check=False)
+        mountPoint.rmdir()
+
+
+def payloadFor(n: int) -> str:
+    # 200 to 1,000 bytes: lines straddle the tmpfs's 4 KiB pages.
+    return "x" * (200 + (n * 137) % 800)
+
+
+def wholeLines(path: Path) -> list[int]:
+    """
+    The event numbers in C{path}, checking that every line is whole: the
+    right payload for its number, nothing glued on.
+    """
+    found = []
+    for line in path.read_text().split("\n")[:-1]:
+        match = LINE.match(line)
+        assert match, f"torn or glued line: {line[:80]!r}...{line[-40:]!r}"
+        n = int(match.group(1))
+        assert match.group(2) == payloadFor(n), f"torn line for event {n}"
+        found.append(n)
+    assert path.read_text().endswith("\n")
+    return found
+
+
+def test_fullTmpfsNoTornLineNoGlueNothingLostNothingDuplicated(smallTmpfs: Path) -> None:
+    """
+    The disk fills up in the middle of an event's line (a short write, then
+    ENOSPC): the partial line is rolled back, the events that failed are
+    kept and replayed once the space is back, in order, exactly once.
+    """
+    filler = smallTmpfs / "filler"
+    filler.write_bytes(b"f" * 50_000)
+    path = smallTmpfs / "app.log"
+    clock = Clock()
+    reporter = RecordingReporter()
+    observer = safeFileLogObserver(path, clock=clock, reporter=reporter, bufferSize=5000)
+    total = 80  # about 52 kB of lines: more than is left, less than the disk
+    for n in range(total):
+        observer(event(n, log_format="event {n} {p}", p=payloadFor(n)))
+    stats = observer.stats()
+    assert stats.state == BreakerState.open, "the disk must have filled up"
+    assert stats.failed == 0
+    assert stats.buffered > 0
+    assert observer.writer.rolledBack >= 1, "a partial write happened and was rolled back"
+    assert any(isinstance(f[1], OSError) and f[1].errno == 28 for f in reporter.failures)
+    before = wholeLines(path)
+    assert before == list(range(len(before)))
+    # The fault clears: the filler goes.
+    filler.unlink()
+    clock.advance(1)
+    observer.drain()
+    final = observer.stats()
+    assert final.state == BreakerState.closed
+    found = wholeLines(path)
+    print(
+        f"64 KiB tmpfs: {total} events, {len(before)} written before the disk filled, "
+        f"{observer.writer.rolledBack} partial writes rolled back; "
+        f"lost={total - len(set(found))} duplicated={len(found) - len(set(found))} torn=0"
+    )
+    assert found == list(range(total)), "in order, none lost, none duplicated"
+    assert (final.received, final.delivered, final.failed, final.dropped) == (total, total, 0, 0)
+
+
+def test_aPartialWriteThatCannotBeRolledBackIsNeverGluedToTheNext(tmp_path: Path) -> None:
+    """
+    Another process appended after our partial line, so it cannot be cut
+    off: the next event starts on a line of its own.
+    """
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path)
+    writer.write("one\n")
+    fd = writer._current()
+    os.write(fd, b"torn half of a line")  # as if the disk filled here
+    with open(path, "a") as other:
+        other.write("other process\n")
+    writer._rollBack(fd, len(b"torn half of a line"))
+    writer.write("two\n")
+    lines = path.read_text().split("\n")
+    assert lines == ["one", "torn half of a lineother process", "", "two", ""]
+    assert "two" in lines, "never glued"
+
+
+def test_aPartialWriteIsRolledBack(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path)
+    writer.write("one\n")
+    fd = writer._current()
+    os.write(fd, b"torn half")
+    writer._rollBack(fd, len(b"torn half"))
+    writer.write("two\n")
+    assert path.read_text() == "one\ntwo\n"
+    assert writer.rolledBack == 1
+
+
+# -- events the formatter cannot format -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"log_time": "2026-11-27"},
+        {"log_time": datetime.datetime(2026, 11, 27)},
+        {"log_time": float("nan")},
+        {"log_time": float("inf")},
+        {"log_level": 40},
+        {"log_level": ["info"]},
+    ],
+    ids=["time-str", "time-datetime", "time-nan", "time-inf", "level-int", "level-list"],
+)
+def test_anEventTwistedCannotFormatIsWrittenNeverCountedDeliveredSilently(
+    tmp_path: Path, odd: dict[str, object]
+) -> None:
+    path = tmp_path / "app.log"
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(7, **odd))
+    observer(event(8))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    assert "event 7" in lines[0]
+    assert "unformattable event" in lines[0]
+    assert "event 8" in lines[1] and "unformattable" not in lines[1]
+    stats = observer.stats()
+    assert (stats.delivered, stats.failed) == (2, 0)
+
+
+# -- control characters ------------------------------------------------------------
+
+
+def test_controlCharactersCannotForgeOrHideLinesInTheTextLog(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    forged = "twisted-safelog: sink quarantined"
+    nasty = ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\x1b[2J\x1b[31m"]
+    for n, char in enumerate(nasty):
+        observer(event(n, log_format="event {n} {m}", m=f"ok{char}{forged}"))
+    observer(event(99, log_format="first\nsecond"))
+    text = path.read_text()
+    lines = text.splitlines()  # the Unicode way: breaks at every one of them
+    assert len(lines) == len(nasty) + 2
+    assert not any(line.startswith("twisted-safelog:") for line in lines)
+    assert "\x1b" not in text
+    assert "\\x1b[2J" in text and "\\u2028" in text and "\\r" in text
+    # A newline is Twisted's: a continuation line indented by a tab.
+    assert lines[-2].endswith("first") and lines[-1] == "\tsecond"
+
+
+# -- a symbolic link swapped in at the log path -------------------------------------------
+
+
+def test_reopenDoesNotFollowASymlinkSwappedInAtThePath(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = logs / "app.log"
+    clock = Clock()
+    reporter = RecordingReporter()
+    observer = safeFileLogObserver(path, clock=clock, reporter=reporter)
+    observer(event(0))
+    # Someone who can write the directory swaps in a link before a reopen.
+    path.rename(logs / "app.log.1")
+    path.symlink_to(victim)
+    for n in range(1, 20):
+        observer(event(n))
+    assert victim.read_text() == "precious\n", "the link was not followed"
+    refusals = [note for note in reporter.notes if "symbolic link" in note]
+    assert len(refusals) == 1, "said once"
+    assert "not following it" in refusals[0]
+    stats = observer.stats()
+    assert stats.state == BreakerState.open
+    assert (stats.failed, stats.buffered) == (0, 19)
+    # The link is removed: the events are written to a real file, in order.
+    path.unlink()
+    clock.advance(1)
+    observer(event(20))
+    assert victim.read_text() == "precious\n"
+    assert [int(n) for n in re.findall(r"event (\d+)", path.read_text())] == list(range(1, 21))
+    assert not path.is_symlink()
+
+
+def test_theFirstOpenFollowsTheAdministratorsLinkAndReopensDoToo(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "real.log"
+    real.parent.mkdir()
+    path = tmp_path / "app.log"
+    path.symlink_to(real)
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(0))
+    observer.reopen()
+    observer(event(1))
+    assert [int(n) for n in re.findall(r"event (\d+)", real.read_text())] == [0, 1]
+    assert observer.stats().failed == 0
+
+
+def test_levelsStillReadAsTwistedWrites(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(1, log_level=LogLevel.warn))
+    assert "[tests#warn] event 1" in path.read_text()
