@@ -370,3 +370,23 @@ def test_afterShutdownEventsAreDeliveredBeforeTheCallReturns() -> None:
     # for it, with a deadline).
     assert delivered(sink) == [0, 1]
     assert observer.stats().balanced
+
+
+@pytest.mark.parametrize(
+    "thing", [None, "a string", b"bytes", ["a", "list"], [("log_format", "pairs")], 42, ""]
+)
+def test_nonDictEventsNeverRaiseAndKeepTheAccountingBalanced(thing: object) -> None:
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter)
+    try:
+        observer(thing)  # type: ignore[arg-type]
+        observer({"log_format": "fine", "n": 1})
+        assert observer.flush(10)
+    finally:
+        observer.stop(10)
+    stats = observer.stats()
+    assert (stats.received, stats.delivered, stats.failed) == (2, 1, 1)
+    assert stats.balanced
+    assert [e.get("n") for e in sink.events] == [1]
+    assert "not a log event" in reporter.failures[0][2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
@@ -15,13 +16,15 @@ from twisted_safelog import (
     FileDescriptorWriter,
     IReporter,
     Reporter,
+    SafeObserver,
     StreamWriter,
     defaultReporter,
     setDefaultReporter,
 )
-from twisted_safelog._report import describe
+from twisted_safelog._report import LINE_LIMIT, TRACEBACK_LINES, describe
+from twisted_safelog.testing import RaisingObserver
 
-from .helpers import collectingReporter
+from .helpers import LineCollector, collectingReporter, event
 
 
 def test_reportersProvideIReporter() -> None:
@@ -116,3 +119,64 @@ def test_describeNeverRaises() -> None:
     long = describe("a" * 250 + "z" * 250)
     assert len(long) == 80
     assert "..." in long and long.endswith("z'"), "cut in the middle: the end is kept"
+
+
+# -- bounded and safe ---------------------------------------------------------------
+
+
+def raised(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_aHugeExceptionMessageGivesABoundedReport() -> None:
+    """
+    An observer raising an exception with a 10 MB message used to put 20 MB
+    on fd 2: now each line is cut at about 2 kB, the cut marked.
+    """
+    written: list[str] = []
+    reporter = Reporter(write=written.append, clock=Clock())
+    safe = SafeObserver(RaisingObserver(lambda: ValueError("m" * 10_000_000)), reporter=reporter)
+    safe(event(0))
+    out = "".join(written)
+    assert len(out) < 40_000
+    lines = out.splitlines()
+    assert all(len(line) < LINE_LIMIT + 200 for line in lines)
+    assert any("cut" in line for line in lines)
+    assert all(line.startswith(REPORT_PREFIX) for line in lines)
+
+
+def test_tracebacksAreCappedInLines() -> None:
+    lines = LineCollector()
+    reporter = Reporter(write=lines, clock=Clock())
+    message = "\n".join(f"line {n}" for n in range(10_000))
+    reporter.failure("sink", raised(RuntimeError(message)), "RuntimeError: many lines")
+    assert len(lines.lines) <= TRACEBACK_LINES + 2
+    assert any("more traceback lines cut" in line for line in lines.lines)
+
+
+@pytest.mark.parametrize(
+    "char", ["\r", "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028", "\u2029", "\x1b[31m", "\n"]
+)
+def test_controlCharactersCannotForgeReportLines(char: str) -> None:
+    """
+    A reader splitting lines the Unicode way sees only the lines the
+    library wrote, and no escape sequence reaches a terminal.
+    """
+    written: list[str] = []
+    reporter = Reporter(write=written.append, clock=Clock())
+    forged = f"x{char}{REPORT_PREFIX} forged"
+    reporter.failure(f"sink{char}name", raised(ValueError(forged)), f"ValueError: {forged}")
+    reporter.dropped(f"other{char}sink", "overflow", 3)
+    reporter.note(f"note{char}{REPORT_PREFIX} forged")
+    reporter.stateChanged(f"s{char}", "closed", "open", f"detail{char}{REPORT_PREFIX} forged")
+    out = "".join(written)
+    assert "\x1b" not in out
+    for line in out.splitlines():
+        assert line.startswith(REPORT_PREFIX)
+        assert not line[len(REPORT_PREFIX) :].lstrip().startswith(REPORT_PREFIX)
+    # The description, the note and the state change are one line each.
+    assert sum(1 for line in out.splitlines() if "failed: ValueError" in line) == 1
+    assert sum(1 for line in out.splitlines() if " note" in line) == 1

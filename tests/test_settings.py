@@ -4,6 +4,8 @@ Tests for the twistd factory's settings and option reading, in process.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,108 @@ def test_stallTimeoutAndNonBlockingDefaults() -> None:
     assert (settings.stall_timeout, settings.nonblocking) == (0.5, False)
     with pytest.raises(ConfigurationError, match="TWISTED_SAFELOG_STALL_TIMEOUT='-1'"):
         Settings.load({"TWISTED_SAFELOG_STALL_TIMEOUT": "-1"})
+
+
+# -- settings validated for meaning -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "wanted"),
+    [
+        ("TWISTED_SAFELOG_RESET_TIMEOUT", "inf", "use a finite number > 0"),
+        ("TWISTED_SAFELOG_RESET_TIMEOUT", "nan", "use a finite number > 0"),
+        ("TWISTED_SAFELOG_MAX_RESET_TIMEOUT", "1e400", "use a finite number > 0"),
+        ("TWISTED_SAFELOG_RESET_TIMEOUT", "0", "use a finite number > 0"),
+        ("TWISTED_SAFELOG_FAILURE_THRESHOLD", "2.5", "use an integer >= 1"),
+        ("TWISTED_SAFELOG_FAILURE_THRESHOLD", "0", "use an integer >= 1"),
+        ("TWISTED_SAFELOG_BUFFER_SIZE", "-1", "use an integer >= 0"),
+        ("TWISTED_SAFELOG_BUFFER_BYTES", "0", "use an integer >= 1"),
+        ("TWISTED_SAFELOG_QUEUE_SIZE", "", "use an integer >= 1"),
+    ],
+)
+def test_nonsenseInTheEnvironmentIsOneLineNamingTheSetting(
+    variable: str, value: str, wanted: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load({variable: value})
+    message = str(caught.value)
+    assert message == f"{variable}={value!r} is not valid; {wanted}"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("buffer_size = 1.9", "buffer_size in {path}=1.9 is not valid; use an integer >= 0"),
+        ("buffer_size = 2.0", "buffer_size in {path}=2.0 is not valid; use an integer >= 0"),
+        ("failure_threshold = true", "use an integer >= 1"),
+        (
+            "reset_timeout = inf",
+            "reset_timeout in {path}=inf is not valid; use a finite number > 0",
+        ),
+        ("reset_timeout = nan", "use a finite number > 0"),
+        ("buffer_size = [1, 2]", "use a single value"),
+        (
+            'format = "json"\n[twisted_safelog]\nlevel = "warn"',
+            "top-level key 'format' next to the [twisted_safelog] table; "
+            "put every setting in the table",
+        ),
+        ("[twisted_safelog]\nbufer_size = 3", "unknown setting 'bufer_size'; known: format"),
+    ],
+)
+def test_nonsenseInTheTomlFileIsOneLineNamingTheSetting(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "safelog.toml"
+    config.write_text(content + "\n")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.load({"TWISTED_SAFELOG_CONFIG": str(config)})
+    assert message.format(path=config) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_floatsWhereFloatsBelongAreTaken(tmp_path: Path) -> None:
+    config = tmp_path / "safelog.toml"
+    config.write_text("[twisted_safelog]\nreset_timeout = 0.5\nmax_reset_timeout = 30\n")
+    settings = Settings.load({"TWISTED_SAFELOG_CONFIG": str(config)})
+    assert (settings.reset_timeout, settings.max_reset_timeout) == (0.5, 30.0)
+    assert settings.policy().resetTimeout == 0.5
+
+
+def test_bufferBytesBecomesThePolicy() -> None:
+    settings = Settings.load({"TWISTED_SAFELOG_BUFFER_BYTES": "1048576"})
+    assert settings.policy().bufferBytes == 1_048_576
+    assert Settings.load({}).policy().bufferBytes == 16 * 1024 * 1024
+
+
+def loadInto(path: str, outcome: list[BaseException]) -> None:
+    try:
+        Settings.load({"TWISTED_SAFELOG_CONFIG": path})
+    except BaseException as error:
+        outcome.append(error)
+
+
+def test_aConfigPathThatIsNotARegularFileIsRefusedAtOnce(tmp_path: Path) -> None:
+    """
+    /dev/zero used to end in a MemoryError and a FIFO hung start-up: both
+    are refused at once, in one line. (A thread bounds the test in case
+    the FIFO blocks.)
+    """
+    fifo = tmp_path / "settings.fifo"
+    os.mkfifo(fifo)
+    cases = {
+        "/dev/zero": "is a character device, not a regular file",
+        str(fifo): "is a FIFO, not a regular file",
+        str(tmp_path): "is a directory, not a regular file",
+        str(tmp_path / "missing.toml"): "cannot read it (No such file or directory); fix the path",
+    }
+    for path, wanted in cases.items():
+        outcome: list[BaseException] = []
+        thread = threading.Thread(target=loadInto, args=(path, outcome), daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), f"{path}: start-up hung"
+        assert len(outcome) == 1 and isinstance(outcome[0], ConfigurationError), outcome
+        message = str(outcome[0])
+        assert message.startswith(f"TWISTED_SAFELOG_CONFIG={path!r}")
+        assert wanted in message
+        assert "\n" not in message

@@ -121,9 +121,13 @@ def test_sinceIsWhenItWasQuarantinedOrRestoredAndLastErrorIsOneShortLine() -> No
     quarantined = byName()[name]
     assert quarantined.state == "open"
     assert opening <= quarantined.since <= time.time()
-    # A failed probe (open -> half-open -> open) is the same quarantine.
+    # The early probes (the next five events, tried at once) fail too, and
+    # then a regular probe (open -> half-open -> open): the same quarantine.
+    for n in range(6, 11):
+        sink(event(n))
+    assert sink.breaker.currentTimeout == 1.0, "failed early probes do not back off"
     clock.advance(1.0)
-    sink(event(6))
+    sink(event(11))
     assert sink.breaker.currentTimeout == 2.0, "a probe was made and failed"
     assert byName()[name].since == quarantined.since
     broken[0] = False

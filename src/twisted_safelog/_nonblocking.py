@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.logger import ILogObserver, LogEvent, LogLevel
@@ -190,6 +190,9 @@ class NonBlockingObserver:
 
     def __call__(self, event: LogEvent) -> None:
         self._received.increment()
+        if type(event) is not dict and not isinstance(event, Mapping):
+            self._notAnEvent(event)
+            return
         channel = self._channel
         if currentThread() == channel.workerIdent:
             self._echo(event)
@@ -239,6 +242,20 @@ class NonBlockingObserver:
         # The hardened sink never raises an Exception.
         self.observer(event)
         self._delivered.increment()
+
+    def _notAnEvent(self, thing: object) -> None:
+        """
+        Something that is not an event dict (L{None}, a string, bytes, a
+        list) was logged: it cannot be queued (nor copied), so it is counted
+        failed and reported, never raised into the caller.
+        """
+        self._failed.increment()
+        try:
+            self.reporter.failure(
+                self.name, None, f"not a log event (a {type(thing).__name__}); not delivered"
+            )
+        except Exception:
+            pass
 
     def _lowPriority(self, event: LogEvent) -> bool:
         try:

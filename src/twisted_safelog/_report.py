@@ -24,6 +24,7 @@ from typing import TextIO
 from zope.interface import Interface, implementer
 
 from ._breaker import IClock, MonotonicClock
+from ._escape import escapeControl
 from ._fdwriter import FileDescriptorWriter
 from ._fork import registerForFork
 
@@ -42,6 +43,16 @@ __all__ = [
 #: Every report line starts with this, so operators (and tests) can tell the
 #: library's own lines from the application's in a shared log file.
 REPORT_PREFIX = "twisted-safelog:"
+
+#: The longest report line (after the prefix and time), in characters; the
+#: rest is cut, and the cut marked.
+LINE_LIMIT = 2000
+
+#: The most lines one report has (a traceback included).
+REPORT_LINES = 30
+
+#: The most lines a traceback in a report has.
+TRACEBACK_LINES = 20
 
 
 class IReporter(Interface):
@@ -158,7 +169,10 @@ class Reporter:
     def _emit(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         lines = text.rstrip("\n").split("\n")
-        out = "".join(f"{REPORT_PREFIX} {stamp} {line}\n" for line in lines)
+        if len(lines) > REPORT_LINES:
+            cut = len(lines) - REPORT_LINES + 1
+            lines = [*lines[: REPORT_LINES - 1], f"[... {cut} more lines cut]"]
+        out = "".join(f"{REPORT_PREFIX} {stamp} {_boundedLine(line)}\n" for line in lines)
         try:
             self.write(out)
         except Exception:
@@ -188,7 +202,7 @@ class Reporter:
         # State changes are already rate-limited by the breaker's backoff;
         # write out what was suppressed first so the counts read in order.
         self._flushSink(sink)
-        self._emit(f"sink {sink} {detail}")
+        self._emit(f"sink {_oneLine(sink)} {_oneLine(detail)}")
 
     def failure(self, sink: str, error: BaseException | None, description: str) -> None:
         kind = type(error).__name__ if error is not None else description
@@ -199,7 +213,7 @@ class Reporter:
         with self._lock:
             first = key not in self._seen
             self._seen.add(key)
-        text = f"sink {sink} failed: {description}"
+        text = f"sink {_oneLine(sink)} failed: {_oneLine(description)}"
         if suppressed:
             text += f" ({suppressed} similar failures suppressed)"
         if first and error is not None:
@@ -211,13 +225,16 @@ class Reporter:
         suppressed = self._limited(key, f"similar drops ({reason}) for sink {sink}", count)
         if suppressed is None:
             return
-        text = f"sink {sink} dropped {count} event{'s' if count != 1 else ''} ({reason})"
+        text = (
+            f"sink {_oneLine(sink)} dropped {count} event{'s' if count != 1 else ''} "
+            f"({_oneLine(reason)})"
+        )
         if suppressed:
             text += f" ({suppressed} similar drops suppressed)"
         self._emit(text)
 
     def note(self, line: str) -> None:
-        self._emit(line)
+        self._emit(_oneLine(line))
 
     def _flushSink(self, sink: str | None) -> None:
         pending = []
@@ -227,18 +244,60 @@ class Reporter:
                     pending.append((repeats.what, repeats.suppressed))
                     repeats.suppressed = 0
         for what, count in pending:
-            self._emit(f"{count} {what} suppressed")
+            self._emit(f"{count} {_oneLine(what)} suppressed")
 
     def flush(self) -> None:
         self._flushSink(None)
 
 
-def _shortTraceback(error: BaseException, limit: int) -> str:
+def _boundedLine(line: str) -> str:
+    """
+    One report line, control characters escaped (nothing from an event or
+    an exception can start a line of its own, or reach a terminal as an
+    escape sequence) and cut at L{LINE_LIMIT} characters, the cut marked.
+    """
+    if len(line) <= LINE_LIMIT:
+        safe = escapeControl(line)
+        if len(safe) <= LINE_LIMIT:
+            return safe
+    safe = escapeControl(line[:LINE_LIMIT])[:LINE_LIMIT]
+    return f"{safe}[... cut: the line had {len(line)} characters]"
+
+
+def _oneLine(text: str) -> str:
+    """
+    C{text} (from an event or an exception) as part of a single report
+    line: newlines escaped too, and cut well before it could be huge.
+    """
     try:
-        lines = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
-        return "".join("  " + line for chunk in lines for line in chunk.splitlines(True)).rstrip(
-            "\n"
+        text = str(text)
+        if len(text) > LINE_LIMIT:
+            text = text[:LINE_LIMIT] + f"[... cut: {len(text)} characters]"
+        return escapeControl(text, newlines=False)
+    except Exception:
+        return "<unprintable>"
+
+
+def _shortTraceback(error: BaseException, limit: int) -> str:
+    """
+    The last C{limit} frames of C{error}'s traceback, at most
+    L{TRACEBACK_LINES} lines of at most about L{LINE_LIMIT} characters.
+    """
+    try:
+        lines: list[str] = []
+        exception = traceback.TracebackException(
+            type(error), error, error.__traceback__, limit=-limit
         )
+        for chunk in exception.format():
+            # Split at newlines only: other line breaks in the message are
+            # escaped by _boundedLine, visibly.
+            for line in chunk[: LINE_LIMIT * 2].rstrip("\n").split("\n"):
+                lines.append("  " + line)
+            if len(lines) > TRACEBACK_LINES:
+                break
+        if len(lines) > TRACEBACK_LINES:
+            lines = [*lines[: TRACEBACK_LINES - 1], "  [... more traceback lines cut]"]
+        return "\n".join(lines)
     except Exception:
         return f"  {type(error).__name__} (traceback could not be formatted)"
 

@@ -9,7 +9,9 @@ it accepts.
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,18 +40,23 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
 
 
 def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str, object], Any]:
-    word = "an integer" if kind is int else "a number"
+    word = "an integer" if kind is int else "a finite number"
     bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
 
     def parse(name: str, value: object) -> Any:
+        refusal = ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}")
+        # A bool is not a number; a float (TOML's 1.9, or 2.0) is not an
+        # integer, and is never truncated into one.
+        if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+            raise refusal
         try:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}") from None
-        if number < minimum or (not inclusive and number == minimum):
-            raise ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}")
+            number = kind(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError, OverflowError):
+            raise refusal from None
+        # inf and nan parse as floats but mean nothing here: "never probe
+        # again" and "no backoff at all".
+        if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+            raise refusal
         return number
 
     return parse
@@ -116,6 +123,11 @@ SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
     "reset_timeout": (_number(float, 0, False), 1.0, "seconds before the first probe"),
     "max_reset_timeout": (_number(float, 0, False), 60.0, "longest wait between probes"),
     "buffer_size": (_number(int, 0), 1000, "events kept for replay while quarantined"),
+    "buffer_bytes": (
+        _number(int, 1),
+        16 * 1024 * 1024,
+        "bytes (estimated) kept for replay per sink while quarantined",
+    ),
     "reports": (
         _reports,
         "auto",
@@ -169,6 +181,7 @@ class Settings:
     reset_timeout: float = 1.0
     max_reset_timeout: float = 60.0
     buffer_size: int = 1000
+    buffer_bytes: int = 16 * 1024 * 1024
     reports: str = "auto"
     rotate_length: int = 1_000_000
     max_rotated_files: int = 0
@@ -196,6 +209,7 @@ class Settings:
             maxResetTimeout=self.max_reset_timeout,
             bufferSize=self.buffer_size,
             stallTimeout=self.stall_timeout,
+            bufferBytes=self.buffer_bytes,
         )
 
     @classmethod
@@ -223,17 +237,77 @@ class Settings:
         return evolve(cls(), **values)
 
 
-def _readToml(path: str) -> dict[str, Any]:
-    where = f"{ENV_PREFIX}CONFIG={path!r}"
+#: A settings file larger than this is not one.
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _readConfigFile(path: str, where: str) -> bytes:
+    """
+    The bytes of the settings file at C{path}, refused at once (without
+    blocking on a FIFO or reading /dev/zero for ever) unless it is a regular
+    file of a sensible size.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        fd = os.open(path, flags)
     except OSError as error:
         raise ConfigurationError(
             f"{where}: cannot read it ({error.strerror or error}); fix the path"
         ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+            raise ConfigurationError(
+                f"{where} is {kind}, not a regular file; give the path of a TOML file"
+            )
+        if st.st_size > _MAX_CONFIG_BYTES:
+            raise ConfigurationError(
+                f"{where} is {st.st_size} bytes; a settings file is at most "
+                f"{_MAX_CONFIG_BYTES} bytes, give the path of a TOML file"
+            )
+        chunks = []
+        size = 0
+        while size <= _MAX_CONFIG_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)[: _MAX_CONFIG_BYTES + 1]
+    except OSError as error:
+        raise ConfigurationError(
+            f"{where}: cannot read it ({error.strerror or error}); fix the path"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _readToml(path: str) -> dict[str, Any]:
+    where = f"{ENV_PREFIX}CONFIG={path!r}"
+    raw = _readConfigFile(path, where)
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{where}: not UTF-8 text; give the path of a TOML file") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigurationError(f"{where}: not valid TOML ({error})") from None
+        reason = " ".join(str(error).split())
+        raise ConfigurationError(f"{where}: not valid TOML ({reason})") from None
+    if "twisted_safelog" in data:
+        outside = sorted(key for key in data if key != "twisted_safelog")
+        if outside:
+            raise ConfigurationError(
+                f"{where}: top-level key {outside[0]!r} next to the [twisted_safelog] "
+                "table; put every setting in the table"
+            )
     table = data.get("twisted_safelog", data)
     if not isinstance(table, dict):
         raise ConfigurationError(f"{where}: [twisted_safelog] must be a table")
@@ -243,6 +317,11 @@ def _readToml(path: str) -> dict[str, Any]:
         if normal not in SETTINGS:
             raise ConfigurationError(
                 f"{where}: unknown setting {key!r}; known: {', '.join(SETTINGS)}"
+            )
+        if isinstance(value, (dict, list)):
+            raise ConfigurationError(
+                f"{key} in {path}={value!r} is not valid; "
+                f"use a single value ({SETTINGS[normal][2]})"
             )
         values[normal] = SETTINGS[normal][0](f"{key} in {path}", value)
     return values
