@@ -147,7 +147,7 @@ class HardenedSinkMachine(RuleBasedStateMachine):
     def buffersBounded(self) -> None:
         safe = self.safe
         assert safe.buffered <= safe.bufferSize
-        assert 0 <= safe._bufferedBytes <= safe.bufferBytes
+        assert 0 <= safe.bufferedBytes <= safe.bufferBytes
 
 
 TestHardenedSinkStateMachine = HardenedSinkMachine.TestCase
@@ -249,7 +249,7 @@ def test_drainGivesBackAProbeWhenCloseEmptiedTheBuffer() -> None:
     def allowThenClose() -> bool:
         allowed = original()
         safe._buffer.clear()  # what close() does from another thread here
-        safe._bufferedBytes = 0
+        safe._sizes.clear()
         return allowed
 
     safe.breaker.allow = allowThenClose  # type: ignore[method-assign]
@@ -378,7 +378,7 @@ def test_bufferIsBoundedInBytesNotOnlyInEvents() -> None:
         safe(event(n, payload=megabyte + str(n)))  # distinct strings
     stats = safe.stats()
     assert stats.buffered <= 16
-    assert safe._bufferedBytes <= safe.bufferBytes
+    assert safe.bufferedBytes <= safe.bufferBytes
     assert stats.droppedByReason["overflow"] == 3000 - stats.buffered - stats.failed
     assert stats.balanced
     sink.broken = False

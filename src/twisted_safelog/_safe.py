@@ -155,10 +155,15 @@ class HardenedSink(Generic[T]):
         # full buffer drops the oldest item by itself, and SinkAccounts
         # counts those drops without a lock or a check per event.
         self._buffer: deque[T | _Retry[T]] = deque(maxlen=policy.bufferSize)
-        # The estimated size of each buffered item, in step with _buffer
-        # (both changed under the lock), and their sum: the bound in bytes.
+        # The estimated size of each buffered item, in step with _buffer.
+        # An item within its share of bufferBytes (bufferBytes / bufferSize)
+        # is appended without a lock while no bigger one is buffered: then
+        # the bound in events is the bound in bytes. Bigger items, and every
+        # item while one is buffered, are placed under the lock, dropping
+        # the oldest until they fit.
         self._sizes: deque[int] = deque(maxlen=policy.bufferSize)
-        self._bufferedBytes = 0
+        self._slotBytes = policy.bufferBytes // policy.bufferSize if policy.bufferSize else 0
+        self._bigItems = 0
         self._draining = False
         #: True whenever an event must not take the healthy path: the
         #: breaker is not closed, items are buffered, a failure run is under
@@ -317,7 +322,12 @@ class HardenedSink(Generic[T]):
         reported: drops are reported together, with exact counts, at the
         next state change (L{_reportDrops}).
         """
-        self._bufferItem(event, approximateSize(event))
+        size = approximateSize(event)
+        if size <= self._slotBytes and not self._bigItems:
+            self._buffer.append(event)
+            self._sizes.append(size)
+        else:
+            self._bufferItem(event, size)
         self._countShed()
         fallback = self.fallback
         if fallback is not None:
@@ -336,14 +346,21 @@ class HardenedSink(Generic[T]):
         buffer = self._buffer
         sizes = self._sizes
         with self._lock:
-            while buffer and (
-                len(buffer) >= self.bufferSize or self._bufferedBytes + size > self.bufferBytes
-            ):
+            total = sum(sizes)
+            while buffer and (len(buffer) >= self.bufferSize or total + size > self.bufferBytes):
                 buffer.popleft()
-                self._bufferedBytes -= sizes.popleft()
+                total -= sizes.popleft() if sizes else 0
             buffer.append(item)
             sizes.append(size)
-            self._bufferedBytes += size
+            slot = self._slotBytes
+            self._bigItems = sum(1 for each in sizes if each > slot)
+
+    @property
+    def bufferedBytes(self) -> int:
+        """
+        The estimated size of what waits in the replay buffer, in bytes.
+        """
+        return sum(self._sizes)
 
     def _deliver(
         self, event: T, attempt: int = 1, early: bool = False, size: int | None = None
@@ -449,14 +466,12 @@ class HardenedSink(Generic[T]):
         if size is None:
             size = approximateSize(event)
         with self._lock:
-            if (
-                len(self._buffer) >= self.bufferSize
-                or self._bufferedBytes + size > self.bufferBytes
-            ):
+            if len(self._buffer) >= self.bufferSize or sum(self._sizes) + size > self.bufferBytes:
                 return False
             self._buffer.appendleft(_Retry(event, attempts))
             self._sizes.appendleft(size)
-            self._bufferedBytes += size
+            if size > self._slotBytes:
+                self._bigItems += 1
             self._accounts.queued.increment()
             return True
 
@@ -473,7 +488,12 @@ class HardenedSink(Generic[T]):
                 if self.fallback is not None:
                     self.fallback(event)
             return
-        self._bufferItem(event, approximateSize(event))
+        size = approximateSize(event)
+        if size <= self._slotBytes and not self._bigItems:
+            self._buffer.append(event)
+            self._sizes.append(size)
+        else:
+            self._bufferItem(event, size)
         self._accounts.queued.increment()
         self.drain()
         # After the drain: if a probe succeeded the event has been delivered
@@ -506,8 +526,9 @@ class HardenedSink(Generic[T]):
                     # may have emptied the buffer since.
                     if buffer:
                         item = buffer.popleft()
-                        size = self._sizes.popleft()
-                        self._bufferedBytes -= size
+                        size = self._sizes.popleft() if self._sizes else 0
+                        if size > self._slotBytes and self._bigItems:
+                            self._bigItems -= 1
                         self._accounts.unqueued.increment()
                     else:
                         self._draining = False
@@ -618,7 +639,7 @@ class HardenedSink(Generic[T]):
             buffered = len(self._buffer)
             self._buffer.clear()
             self._sizes.clear()
-            self._bufferedBytes = 0
+            self._bigItems = 0
             for _ in range(buffered):
                 self._accounts.unqueued.increment()
         if not gone + buffered:
@@ -676,7 +697,7 @@ class HardenedSink(Generic[T]):
             remaining = len(self._buffer)
             self._buffer.clear()
             self._sizes.clear()
-            self._bufferedBytes = 0
+            self._bigItems = 0
             for _ in range(remaining):
                 self._accounts.unqueued.increment()
             self._drops.add(DropReason.shutdown, remaining)

@@ -16,27 +16,23 @@ from typing import Any
 
 __all__ = ["approximateSize"]
 
-# Rough CPython costs: a small object, a dict or list slot, a str header.
+# Rough CPython costs: a small object, a dict or list slot.
 _OBJECT = 64
 _SLOT = 16
 _PEEK = 32
+_BYTES = frozenset((bytes, bytearray))
+_CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
 
 
-def _valueSize(value: object) -> int:
-    kind = type(value)
-    if kind is str or kind is bytes or kind is bytearray:
-        return _OBJECT + len(value)  # type: ignore[arg-type]
-    if kind is dict or kind is list or kind is tuple or kind is set or kind is frozenset:
-        items: Any = value.values() if kind is dict else value  # type: ignore[attr-defined]
-        size = _OBJECT + _SLOT * len(value)  # type: ignore[arg-type]
-        for n, item in enumerate(items):
-            if n == _PEEK:
-                break
-            itemKind = type(item)
-            if itemKind is str or itemKind is bytes or itemKind is bytearray:
-                size += len(item)
-        return size
-    return _OBJECT
+def _containerSize(value: Any, kind: type) -> int:
+    size = _SLOT * len(value)
+    for n, item in enumerate(value.values() if kind is dict else value):
+        if n == _PEEK:
+            break
+        itemKind = type(item)
+        if itemKind is str or itemKind in _BYTES:
+            size += len(item)
+    return size
 
 
 def approximateSize(item: object) -> int:
@@ -46,13 +42,19 @@ def approximateSize(item: object) -> int:
     raises.
     """
     try:
-        values = item.values() if type(item) is dict else vars(item).values()
-    except Exception:
-        return _OBJECT + _valueSize(item)
-    try:
-        size = _OBJECT + _SLOT * len(values)
+        values: Any = item.values() if type(item) is dict else vars(item).values()
+        # Every value costs about an object and a slot; strings, bytes and
+        # containers their length on top (the loop is the hot part: no call
+        # per value for the common str and scalars).
+        size = _OBJECT + (_OBJECT + _SLOT) * len(values)
         for value in values:
-            size += _valueSize(value)
+            kind = type(value)
+            if kind is str:
+                size += len(value)
+            elif kind in _BYTES:
+                size += len(value)
+            elif kind in _CONTAINERS:
+                size += _containerSize(value, kind)
         return size
     except Exception:
         return _OBJECT
