@@ -49,9 +49,7 @@ def approximateSize(item: object) -> int:
         size = _OBJECT + (_OBJECT + _SLOT) * len(values)
         for value in values:
             kind = type(value)
-            if kind is str:
-                size += len(value)
-            elif kind in _BYTES:
+            if kind is str or kind in _BYTES:
                 size += len(value)
             elif kind in _CONTAINERS:
                 size += _containerSize(value, kind)
