@@ -207,9 +207,11 @@ def test_reopenDoesNotFollowASymlinkSwappedInAtThePath(tmp_path: Path) -> None:
     reporter = RecordingReporter()
     observer = safeFileLogObserver(path, clock=clock, reporter=reporter)
     observer(event(0))
-    # Someone who can write the directory swaps in a link before a reopen.
+    # Someone who can write the directory swaps in a link before a reopen
+    # (logrotate's postrotate, SIGUSR1 under twistd).
     path.rename(logs / "app.log.1")
     path.symlink_to(victim)
+    observer.reopen()
     for n in range(1, 20):
         observer(event(n))
     assert victim.read_text() == "precious\n", "the link was not followed"
