@@ -24,6 +24,7 @@ from zope.interface import implementer
 from ._breaker import IClock
 from ._policy import Policy
 from ._registry import IHardenedSink
+from ._repeats import RECORDS
 from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._safe import HardenedSink
 from ._stats import SinkStats
@@ -112,6 +113,7 @@ class HandlerHardening:
             fallback=fallbackHandle,
             reporter=reporter,
             clock=clock,
+            identity=RECORDS,
         )
         handler.__dict__["emit"] = self.core
         handler.__dict__["handleError"] = self._capture

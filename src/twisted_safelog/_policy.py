@@ -24,13 +24,22 @@ from ._errors import ConfigurationError
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_BUFFER_BYTES", "DEFAULT_BUFFER_SIZE", "Policy", "PolicySettings", "checkNumber"]
+__all__ = [
+    "DEFAULT_BUFFER_BYTES",
+    "DEFAULT_BUFFER_SIZE",
+    "DEFAULT_REPEAT_BURST",
+    "Policy",
+    "PolicySettings",
+    "checkNumber",
+]
 
 #: Events kept for replay while a sink is quarantined, unless told otherwise.
 DEFAULT_BUFFER_SIZE = 1000
 
 #: The most a sink's replay buffer holds, in (estimated) bytes.
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
+#: Identical events delivered per interval before copies are held back.
+DEFAULT_REPEAT_BURST = 100
 
 
 def checkNumber(
@@ -106,6 +115,12 @@ class Policy:
         delivery to the sink completing meanwhile) before the sink is
         reported once as "stalled for N s" and C{stats().stalledFor} shows
         it; C{0} never.
+    @ivar repeatBurst: identical events (same namespace, level and rendered
+        text) delivered per C{repeatInterval}; further copies are held back
+        (drop reason C{"repeated"}) and summarised as "repeated N times".
+        C{0} turns suppression off.
+    @ivar repeatInterval: seconds over which C{repeatBurst} is counted, and
+        between two summaries of an event that keeps repeating.
     """
 
     failureThreshold: int = field(default=5, validator=_number(integer=True, minimum=1))
@@ -119,6 +134,10 @@ class Policy:
     retryFailed: bool = field(default=False, validator=_boolean)
     maxAttempts: int = field(default=10, validator=_number(integer=True, minimum=1))
     stallTimeout: float = field(default=5.0, validator=_number(minimum=0))
+    repeatBurst: int = field(
+        default=DEFAULT_REPEAT_BURST, validator=_number(integer=True, minimum=0)
+    )
+    repeatInterval: float = field(default=1.0, validator=_number(above=0))
 
     def __attrs_post_init__(self) -> None:
         if self.maxResetTimeout < self.resetTimeout:
@@ -172,6 +191,8 @@ class PolicySettings(TypedDict, total=False):
     retryFailed: bool
     maxAttempts: int
     stallTimeout: float
+    repeatBurst: int
+    repeatInterval: float
 
 
 _NAMES = frozenset(a.name for a in fields(Policy))

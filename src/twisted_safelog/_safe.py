@@ -23,6 +23,7 @@ from ._fork import registerForFork
 from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
+from ._repeats import DELIVER, ECHO, EVENTS, MARKED, Identity, RepeatFilter, deliverMarked
 from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._sizes import approximateSize
 from ._stall import StallTracker, watchdog
@@ -112,6 +113,10 @@ class HardenedSink(Generic[T]):
     @param reporter: where failures and state changes are reported
         (L{defaultReporter} if L{None}).
     @param clock: provides C{seconds()}; a monotonic clock by default.
+    @param identity: how to tell identical items apart (L{EVENTS} for Twisted
+        events), for identical-event suppression (L{RepeatFilter}, set by the
+        policy's C{repeatBurst} and C{repeatInterval}); L{None}: items of a
+        kind it cannot tell apart, never suppressed.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class HardenedSink(Generic[T]):
         fallback: Callable[[T], object] | None = None,
         reporter: IReporter | None = None,
         clock: IClock | None = None,
+        identity: Identity[T] | None = None,
         **settings: Unpack[PolicySettings],
     ) -> None:
         if not callable(sink):
@@ -188,6 +194,19 @@ class HardenedSink(Generic[T]):
         # For status(): written on the failure and state-change paths only.
         self._since = time.time()
         self._lastError: str | None = None
+        self.repeats: RepeatFilter[T] = RepeatFilter(
+            policy.repeatBurst if identity is not None else 0,
+            policy.repeatInterval,
+            identity if identity is not None else EVENTS,  # type: ignore[arg-type]
+            self,
+            self.name,
+            deliver=self,
+            drop=self._countRepeated,
+            report=lambda line: self._report(self.reporter.note, line),
+            dropped=lambda n: self._report(self.reporter.dropped, self.name, "repeated", n),
+            position=lambda: accounts.fast.value,
+            clock=self.breaker.clock,
+        )
         register(self)
         #: Seconds a delivery may not return before the sink is reported as
         #: stalled (by the watchdog thread: the delivering thread pays
@@ -254,7 +273,10 @@ class HardenedSink(Generic[T]):
             self._afterDelivery(event, tid)
             return
         # Received and delivered: one count for both (see SinkAccounts).
-        self._countFast()
+        # Identical-event suppression costs one comparison more, until the
+        # sink has had more than its burst allowance in an interval.
+        if self._countFast() >= self.repeats.gate:
+            self._repeatsDue()
 
     def _slowPath(self, event: T, tid: int) -> None:
         """
@@ -263,6 +285,9 @@ class HardenedSink(Generic[T]):
         if tid in self._active:
             self._countReceived()
             self._reentered(event)
+            return
+        if self.repeats.due and self._heldBack(event):
+            self._settle()
             return
         breaker = self.breaker
         if breaker.state is not _CLOSED and self._seconds() < self._probeAt:
@@ -312,6 +337,7 @@ class HardenedSink(Generic[T]):
             and not breaker.consecutiveFailures
             and not self._buffer
             and not self._guard.errorSeen
+            and not self.repeats.due
         )
 
     def _shed(self, event: T) -> None:
@@ -362,21 +388,62 @@ class HardenedSink(Generic[T]):
         """
         return sum(self._sizes)
 
+    def _repeatsDue(self) -> None:
+        """
+        The L{RepeatFilter} wants to look at the next event: send it (and,
+        while an event repeats, every event) down the slow path.
+        """
+        self.repeats.due = True
+        self._degrade()
+
+    def _heldBack(self, event: T) -> bool:
+        """
+        Ask the L{RepeatFilter} about C{event}. Returns whether it has been
+        dealt with here: held back, dropped as an echo of a delivery to this
+        sink, or delivered inside the delivery mark.
+        """
+        verdict = self.repeats.check(event)
+        if verdict == DELIVER:
+            return False
+        if verdict == MARKED and (self.breaker.state is not _CLOSED or self._buffer):
+            return False
+        self._countReceived()
+        if verdict == ECHO:
+            self._drops.add(DropReason.reentry)
+            self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
+            self.repeats.echo(event)
+        elif verdict == MARKED:
+            # So that what it causes on other threads is known as its echo.
+            self._deliver(event, marked=True)
+        return True
+
+    def _countRepeated(self, count: int) -> None:
+        self._drops.add(DropReason.repeated, count)
+
     def _deliver(
-        self, event: T, attempt: int = 1, early: bool = False, size: int | None = None
+        self,
+        event: T,
+        attempt: int = 1,
+        early: bool = False,
+        size: int | None = None,
+        marked: bool = False,
     ) -> bool | None:
         """
-        Call the observer once, with the guard up; count and report the
-        outcome. Returns whether the observer took the event: C{True}, or
-        C{False} if it failed, or L{None} if it failed and the event was put
-        back at the head of the buffer to be retried.
+        Call the observer once, with the guard up (and the delivery mark, if
+        C{marked}); count and report the outcome. Returns whether the
+        observer took the event: C{True}, or C{False} if it failed, or
+        L{None} if it failed and the event was put back at the head of the
+        buffer to be retried.
         """
         guard = self._guard
         tid = guard.enter()
         slowActive = self._slowActive
         slowActive.add(tid)
         try:
-            self._target(event)
+            if marked:
+                deliverMarked(self, self._target, event)
+            else:
+                self._target(event)
         except Exception as error:
             guard.exit(tid)
             slowActive.discard(tid)
@@ -508,7 +575,11 @@ class HardenedSink(Generic[T]):
         are buffered and a probe may be due; call it yourself (from a
         C{LoopingCall}, say) to replay without waiting for the next event.
         Only one thread drains at a time.
+        Summaries of held-back identical events that are due are delivered
+        first.
         """
+        if self.repeats.watching:
+            self.repeats.flush()
         lock = self._lock
         buffer = self._buffer
         breaker = self.breaker
@@ -781,5 +852,11 @@ class SafeObserver(HardenedSink[LogEvent]):
                 clock=clock,
             )
         super().__init__(
-            observer, policy, name=name, fallback=fallback, reporter=reporter, clock=clock
+            observer,
+            policy,
+            name=name,
+            fallback=fallback,
+            reporter=reporter,
+            clock=clock,
+            identity=EVENTS,
         )

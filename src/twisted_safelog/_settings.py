@@ -128,6 +128,16 @@ SETTINGS: dict[str, tuple[Callable[[str, object], Any], Any, str]] = {
         16 * 1024 * 1024,
         "bytes (estimated) kept for replay per sink while quarantined",
     ),
+    "repeat_burst": (
+        _number(int, 0),
+        100,
+        "identical events delivered per repeat interval before copies are held back; 0: off",
+    ),
+    "repeat_interval": (
+        _number(float, 0, False),
+        1.0,
+        "seconds over which repeat_burst is counted, and between summaries",
+    ),
     "reports": (
         _reports,
         "auto",
@@ -182,6 +192,8 @@ class Settings:
     max_reset_timeout: float = 60.0
     buffer_size: int = 1000
     buffer_bytes: int = 16 * 1024 * 1024
+    repeat_burst: int = 100
+    repeat_interval: float = 1.0
     reports: str = "auto"
     rotate_length: int = 1_000_000
     max_rotated_files: int = 0
@@ -210,6 +222,8 @@ class Settings:
             bufferSize=self.buffer_size,
             stallTimeout=self.stall_timeout,
             bufferBytes=self.buffer_bytes,
+            repeatBurst=self.repeat_burst,
+            repeatInterval=self.repeat_interval,
         )
 
     @classmethod

@@ -36,6 +36,9 @@ class DropReason(StringEnum):
     #: Pending when the process forked: the other process delivers it (see
     #: L{twisted_safelog._fork}).
     fork = "fork"
+    #: More identical events than the burst allowance within an interval:
+    #: held back and summarised ("repeated N times").
+    repeated = "repeated"
 
 
 class Counter:

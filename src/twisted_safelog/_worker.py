@@ -248,10 +248,14 @@ def work(
 def _idleWait(sink: HardenedSink[Any]) -> float | None:
     """
     How long the idle worker may sleep: until the sink's breaker lets a
-    probe through, if it holds buffered events; otherwise until woken.
+    probe through, if it holds buffered events; until its summaries of
+    held-back identical events are due; otherwise until woken.
     """
     if not sink.buffered:
-        return None
+        # Summaries of held-back identical events are due when their
+        # interval ends, even if no other event comes.
+        repeats = sink.repeats
+        return repeats.interval if repeats.watching else None
     breaker = sink.breaker
     if breaker.state is BreakerState.closed:
         return 0.01
