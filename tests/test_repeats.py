@@ -30,7 +30,9 @@ from twisted_safelog import (
     SafeHandler,
     SafeObserver,
     SinkStats,
+    install,
     safeFileLogObserver,
+    uninstall,
 )
 from twisted_safelog._settings import Settings
 from twisted_safelog.testing import RecordingObserver
@@ -275,6 +277,24 @@ def test_fileSink(tmp_path: Path) -> None:
     held = int(lines[-1].split("repeated ")[1].split(" times")[0])
     assert len(lines) - 1 + held == 2000
     assertBalanced(observer.stats())
+
+
+def test_installedObserversAndTheirSetting() -> None:
+    """
+    install() hardens with suppression on, and passes the setting on.
+    """
+    for burst, expectHeld in ((100, True), (0, False)):
+        publisher = LogPublisher()
+        sink = RecordingObserver()
+        publisher.addObserver(sink)
+        install(publisher, stdlib=False, reporter=RecordingReporter(), repeatBurst=burst)
+        try:
+            log = Logger(namespace="app", observer=publisher)
+            for _ in range(3000):
+                log.warn("upstream refused; retrying")
+        finally:
+            uninstall(publisher)
+        assert (len(sink.events) < 3000) is expectHeld
 
 
 # -- settings --------------------------------------------------------------------
