@@ -97,6 +97,7 @@ def test_dropsByReason() -> None:
         "shutdown": 0,
         "discarded": 0,
         "fork": 0,
+        "repeated": 0,
     }
     assert (
         samples[("twisted_safelog_events_total", (("outcome", "dropped"), ("sink", sink.name)))]
