@@ -69,9 +69,10 @@ _MAX_SAMPLES = 4 * _SAMPLES
 #: Repeating events followed at once per sink; more are not suppressed.
 _MAX_SUSPECTS = 64
 #: Copies a feedback loop may still have in flight (queued for a pool
-#: thread, say) once its deliveries stop; more than that, and close together
-#: (within a twentieth of the interval of a delivered copy), make a flood.
-_ECHO_SLACK = 16
+#: thread, say) once its deliveries stop; more than that, or copies that
+#: come later than a quarter of the interval after a delivered one, make a
+#: flood.
+_ECHO_SLACK = 64
 #: Feedback loops said per sink (each once).
 _MAX_LOOP_REPORTS = 8
 
@@ -343,7 +344,7 @@ class RepeatFilter(Generic[T]):
         self._report = report
         self._dropped = dropped
         self.clock = MonotonicClock() if clock is None else clock
-        self._echoWindow = interval / 20
+        self._echoWindow = interval / 4
         self._lock = threading.Lock()
         self._position = position
         #: When the sink's count of events delivered on its healthy path
