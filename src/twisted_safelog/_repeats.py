@@ -33,6 +33,7 @@ C{ThreadPoolExecutor}).
 from __future__ import annotations
 
 import logging
+import random
 import string
 import threading
 import time
@@ -361,6 +362,7 @@ class RepeatFilter(Generic[T]):
         # first interval has ended, then set by the last interval's rate.
         self._stride = 16
         self._measured = False
+        self._jitter = random.Random(0x5EED).randint
         self._samples: dict[Hashable, int] = {}
         self._repeating: dict[Hashable, dict[Hashable, _Repeating]] = {}
         # Items known identical to a repeating one without rendering them.
@@ -488,9 +490,12 @@ class RepeatFilter(Generic[T]):
             key.lastAdmitted = key.lastArrival = now
             return MARKED
         # Above the allowance, nothing repeating yet: look at a sample.
-        self.gate = self._position() + self._stride
+        # Jittered, so that traffic with a period (one line in two) cannot
+        # hide from the samples.
+        self.gate = self._position() + self._jitter(1, 2 * self._stride)
         try:
             coarse = self.identity.coarse(item)
+            hash(coarse)
             fine = self.identity.fine(item)
             seen = self._samples.get(fine, 0) + 1
         except Exception:
