@@ -1,7 +1,8 @@
 """
 What does identical-event suppression cost?
 
-1. The healthy path: the check alone (one comparison), and a stream of
+1. The healthy path: the check alone (one comparison, timed against the
+   count it compares, which the healthy path makes anyway), and a stream of
    distinct events at full speed (an access log) through SafeObserver
    around a no-op observer, suppression on (the default) against off
    (repeatBurst=0). With --baseline SRC, the same
@@ -128,13 +129,16 @@ def hook(rounds: int) -> None:
     """
     import timeit
 
-    setup = "from twisted_safelog import SafeObserver; self = SafeObserver(print); tick = 5"
-    statement = "if tick >= self.repeats.gate:\n    pass"
+    setup = "from twisted_safelog import SafeObserver; self = SafeObserver(print)"
+    # The healthy path counts each delivery anyway; suppression compares
+    # that count with the filter's gate.
+    statement = "if self._countFast() >= self.repeats.gate:\n    pass"
+    without = "self._countFast()"
     number = 1_000_000
     hooked, empty = [], []
     for _ in range(rounds):
         hooked.append(timeit.timeit(statement, setup, number=number) / number * 1e9)
-        empty.append(timeit.timeit("pass", setup, number=number) / number * 1e9)
+        empty.append(timeit.timeit(without, setup, number=number) / number * 1e9)
     cost = statistics.median(hooked) - statistics.median(empty)
     print(f"the healthy path's check (one comparison): {cost:5.1f} ns/event")
 
