@@ -51,12 +51,13 @@ def point(n: int, hardened: bool, events: int, budget: float) -> float:
     if hardened:
         observers = [SafeObserver(o) for o in observers]
     log = Logger(namespace="bench", observer=LogPublisher(*observers))
-    for _ in range(min(events // 10, 100)):
-        log.info("GET {path}", path="/")
+    # Each line its own (one line again and again is a flood, held back).
+    for n in range(min(events // 10, 100)):
+        log.info("GET {path} {n}", path="/", n=-n)
     done = 0
     start = time.perf_counter()
     while done < events:
-        log.info("GET {path}", path="/")
+        log.info("GET {path} {n}", path="/", n=done)
         done += 1
         if time.perf_counter() - start > budget:
             break

@@ -36,6 +36,8 @@ CASES = {
     "file-sink": "safeFileLogObserver(path) vs textFileLogObserver(open(path)), real file",
     "slow-sink": "slow sink (10 ms/write): caller cost, NonBlockingObserver vs fast path",
     "growth": "32 observers, 8 always raising: cost per event; growth 8 -> 32",
+    "repeat-check": "identical-event suppression's check on the healthy path",
+    "repeat-flood": "one line again and again (a retry loop), file: held back / all written",
     "twistd": "incident web app under twistd, healthy: req/s (9 clients)",
 }
 #: Rows that cases add besides their own.
@@ -113,10 +115,14 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+#: Cases whose measure is a cost added per event, in microseconds.
+_ADDED_COST = ("wrapper-cost", "repeat-check")
+
+
 def _measure(row: dict[str, Any]) -> str:
     unit = row.get("measureUnit", row.get("unit", ""))
     value = row["measure"]
-    if row["case"] == "wrapper-cost":
+    if row["case"] in _ADDED_COST:
         return f"+{value:.3f} us"
     if unit.startswith("%"):
         return f"{value:.1f}%"
@@ -131,7 +137,7 @@ def _target(row: dict[str, Any]) -> str:
     sense = row.get("targetSense", "<=")
     unit = row.get("measureUnit", row.get("unit", ""))
     target = row["target"]
-    if row["case"] == "wrapper-cost":
+    if row["case"] in _ADDED_COST:
         return f"{sense} {target:g} us"
     if unit.startswith("%"):
         return f"{sense} {target:g}%"
