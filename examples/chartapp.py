@@ -9,20 +9,31 @@ every rollover renames into an archive directory that is not there, so
 every log call fails and the handler's traceback goes to sys.stderr, which
 under twistd is the log again.
 
-Environment: CHARTAPP_PORT (default 8080), CHARTAPP_LOG_DIR (default the
-current directory), CHARTAPP_BREAK_LOGGING (0 or 1), CHARTAPP_LATE_LOGGING
-(0 or 1: set up the framework's logging only once the reactor runs, after
-twistd has begun logging, as frameworks that configure logging in
-startService do).
+Without twisted-safelog that loop wedges the process: it serves /health,
+then the first request that logs (or the shutdown) never finishes, SIGTERM
+is never handled, and the log files grow by megabytes a second. So this
+example bounds itself: a watchdog thread ends the process with status 3 (and
+one line on stderr) when the reactor has not run for CHARTAPP_WEDGE_SECONDS
+(default 10) or the log files it has open, with their rotated generations,
+pass CHARTAPP_MAX_LOG_BYTES (default 50,000,000).
+
+Environment: CHARTAPP_PORT (default 8080), CHARTAPP_LOG_DIR (default
+"logs", created if missing), CHARTAPP_BREAK_LOGGING (0 or 1),
+CHARTAPP_LATE_LOGGING (0 or 1: set up the framework's logging only once the
+reactor runs, after twistd has begun logging, as frameworks that configure
+logging in startService do), CHARTAPP_WEDGE_SECONDS, CHARTAPP_MAX_LOG_BYTES.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import logging.handlers
 import os
 import random
+import threading
+import time
 
 from twisted.application import service, strports
 from twisted.logger import Logger, STDLibLogObserver, globalLogPublisher
@@ -80,12 +91,83 @@ def makeSite() -> server.Site:
     return server.Site(root)
 
 
-def makeService() -> service.IService:
-    logDir = os.environ.get("CHARTAPP_LOG_DIR", ".")
-    broken = os.environ.get("CHARTAPP_BREAK_LOGGING", "0") == "1"
-    if os.environ.get("CHARTAPP_LATE_LOGGING", "0") == "1":
-        from twisted.internet import reactor
+def openLogBytes() -> int:
+    """
+    The size of every C{.log} file this process has open, with its rotated
+    generations (Linux's /proc; 0 elsewhere).
+    """
+    names = set()
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if ".log" in os.path.basename(target):
+                names.add(target)
+    except OSError:
+        return 0
+    paths = {p for name in names for p in [name, *glob.glob(glob.escape(name) + ".*")]}
+    total = 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            pass
+    return total
 
+
+def startWatchdog(wedgeSeconds: float, maxLogBytes: int) -> None:
+    """
+    End the process (status 3, one line on fd 2) if the reactor does not run
+    for C{wedgeSeconds} (from now: the loop can start before the reactor
+    does) or the open log files pass C{maxLogBytes}: the bound on the
+    unhardened incident. A thread, because a wedged reactor runs nothing
+    (started again in a forked child, for twistd's daemon mode); C{os._exit},
+    because a wedged process handles no signal.
+    """
+    from twisted.internet import reactor, task
+
+    beat = [time.monotonic()]
+
+    def tick() -> None:
+        beat[0] = time.monotonic()
+
+    reactor.callWhenRunning(task.LoopingCall(tick).start, 0.5)  # type: ignore[attr-defined]
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            stuck = time.monotonic() - beat[0]
+            size = openLogBytes()
+            if stuck > wedgeSeconds or size > maxLogBytes:
+                why = (
+                    f"the reactor has not run for {stuck:.0f} s"
+                    if stuck > wedgeSeconds
+                    else f"the log files hold {size:,} bytes"
+                )
+                os.write(2, f"chartapp: wedged ({why}); exiting with status 3\n".encode())
+                os._exit(3)
+
+    def startThread() -> None:
+        beat[0] = time.monotonic()
+        threading.Thread(target=watch, name="chartapp-watchdog", daemon=True).start()
+
+    startThread()
+    os.register_at_fork(after_in_child=startThread)
+
+
+def makeService() -> service.IService:
+    from twisted.internet import reactor
+
+    logDir = os.environ.get("CHARTAPP_LOG_DIR", "logs")
+    os.makedirs(logDir, exist_ok=True)
+    broken = os.environ.get("CHARTAPP_BREAK_LOGGING", "0") == "1"
+    startWatchdog(
+        float(os.environ.get("CHARTAPP_WEDGE_SECONDS", "10")),
+        int(os.environ.get("CHARTAPP_MAX_LOG_BYTES", "50000000")),
+    )
+    if os.environ.get("CHARTAPP_LATE_LOGGING", "0") == "1":
         reactor.callWhenRunning(setUpFrameworkLogging, logDir, broken)  # type: ignore[attr-defined]
     else:
         setUpFrameworkLogging(logDir, broken)

@@ -6,9 +6,11 @@
 #
 #   METRICS_APP_LOG_DIR=/tmp/app METRICS_APP_PORT=8080 \
 #   TWISTED_SAFELOG_STATUS_FILE=/tmp/app-status.json \
-#       twistd -n --logger=twisted_safelog.observer -y examples/metrics.tac
+#       .venv/bin/twistd -n --pidfile= --logger=twisted_safelog.observer -y examples/metrics.tac
 #   curl -s http://127.0.0.1:8080/metrics | grep twisted_safelog_
-#   python -m twisted_safelog status /tmp/app-status.json
+#   .venv/bin/python -m twisted_safelog status /tmp/app-status.json
+#
+# METRICS_APP_LOG_DIR defaults to logs/; it is created if missing.
 import logging
 import logging.handlers
 import os
@@ -20,7 +22,8 @@ from twisted.web.server import Site
 
 from twisted_safelog.prometheus import register
 
-logDir = os.environ.get("METRICS_APP_LOG_DIR", ".")
+logDir = os.environ.get("METRICS_APP_LOG_DIR", "logs")
+os.makedirs(logDir, exist_ok=True)
 handler = logging.handlers.WatchedFileHandler(os.path.join(logDir, "app.log"))
 handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
 logging.getLogger().addHandler(handler)

@@ -2,7 +2,9 @@
 # hardens the rest of the process (the framework's STDLibLogObserver and
 # rotating handler) with install().
 #
-#   CHARTAPP_BREAK_LOGGING=1 SAFE_EXAMPLE_LOG=app.log twistd -n -y examples/safe_observer.tac
+#   CHARTAPP_BREAK_LOGGING=1 .venv/bin/twistd -n --pidfile= -y examples/safe_observer.tac
+#
+# It logs to SAFE_EXAMPLE_LOG (default logs/safe-example.log).
 import os
 import sys
 
@@ -17,7 +19,9 @@ import chartapp  # noqa: E402
 application = service.Application("chartapp")
 chartapp.makeService().setServiceParent(application)
 
-logFile = open(os.environ.get("SAFE_EXAMPLE_LOG", "safe-example.log"), "a")  # noqa: SIM115
+logPath = os.environ.get("SAFE_EXAMPLE_LOG", os.path.join("logs", "safe-example.log"))
+os.makedirs(os.path.dirname(logPath) or ".", exist_ok=True)
+logFile = open(logPath, "a")  # noqa: SIM115
 application.setComponent(
     ILogObserver,
     SafeObserver(

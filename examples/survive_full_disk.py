@@ -6,11 +6,13 @@ A file sink on a full disk, then back: nothing raised, nothing lost.
 The log path is made a symlink to /dev/full (every write fails with ENOSPC),
 events are logged, then the path becomes a real file again and the buffered
 events are replayed in order. Reports go to stderr; the stats are printed.
+The temporary directory it uses is removed at the end.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +24,13 @@ from twisted_safelog import safeFileLogObserver
 
 def main() -> None:
     directory = tempfile.mkdtemp(prefix="safelog-example-")
-    path = os.path.join(directory, "app.log")
+    try:
+        run(os.path.join(directory, "app.log"))
+    finally:
+        shutil.rmtree(directory)
+
+
+def run(path: str) -> None:
     os.symlink("/dev/full", path)
     observer = safeFileLogObserver(path, resetTimeout=0.2, fallback=textFileLogObserver(sys.stderr))
     log = Logger(namespace="example", observer=LogPublisher(observer))

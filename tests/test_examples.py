@@ -5,18 +5,23 @@ test_twistd.py.)
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from .twistdprocess import EXAMPLES
 
 
-def test_surviveFullDisk() -> None:
+def test_surviveFullDisk(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "survive_full_disk.py")],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -26,3 +31,4 @@ def test_surviveFullDisk() -> None:
     assert lines[1].startswith("disk back:   received=21 delivered=21 failed=0")
     assert lines[2].endswith("holds 21 lines")
     assert "failed: OSError: [Errno 28] No space left on device" in result.stderr
+    assert list(tmp.iterdir()) == [], "it removes its temporary directory"
