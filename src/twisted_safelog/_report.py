@@ -406,7 +406,7 @@ def describe(thing: object, limit: int = 80) -> str:
     A short, readable name for a sink in reports: its C{repr} without memory
     addresses (a default C{repr} becomes the class name), the file it writes
     to when that is not already said, C{Class.method} for a bound method,
-    and the legacy observer inside a L{LegacyLogObserverWrapper}; truncated
+    and the legacy observer inside a L{twisted.logger.LegacyLogObserverWrapper}; truncated
     to C{limit} characters in the middle. Never raises.
 
     Two live sinks can still look alike (two observers writing to one

@@ -812,6 +812,7 @@ class SafeObserver(HardenedSink[LogEvent]):
     "Temporarily disabling observer" re-emission never happens), it is never
     re-entered by what it causes, and once broken it is quarantined, its
     events buffered for replay, and the breakage reported out of band.
+    The parameters not listed here are L{HardenedSink}'s.
 
     @param observer: a new-style L{ILogObserver}, or a legacy
         L{twisted.python.log} observer (detected, or forced with
@@ -819,8 +820,6 @@ class SafeObserver(HardenedSink[LogEvent]):
     @param fallback: an observer that also receives the events this one
         cannot take (quarantined or failed); it is wrapped in a
         L{SafeObserver} of its own (same policy, no buffer) unless it is one.
-
-    The other parameters are L{HardenedSink}'s.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_prometheus -*-
 """
 Prometheus metrics for every hardened sink in the process, through
-C{prometheus_client} (C{pip install 'twisted-safelog[prometheus]'}).
+C{prometheus_client} (C{pip install 'twisted-safelog[prometheus]'})::
 
     from twisted_safelog.prometheus import register
     register()  # on prometheus_client.REGISTRY

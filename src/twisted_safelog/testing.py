@@ -65,7 +65,7 @@ class FlakyObserver(RecordingObserver):
     Fails on a schedule: the n-th call raises if the n-th item of
     C{schedule} is true. Once the schedule is used up, C{then} decides
     (C{False}, the default: it keeps working). Only successful calls are
-    recorded in C{events}; C{failures} counts the others.
+    recorded in C{events}; C{failures} counts the others. For example::
 
         FlakyObserver([True] * 5)            # five failures, then healthy
         FlakyObserver([False, True], then=True)  # fails from the 2nd call on
