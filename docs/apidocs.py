@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from zope.interface import implementedBy
+from zope.interface.interface import InterfaceClass
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "src" / "twisted_safelog"
@@ -101,12 +103,21 @@ def undocumented() -> list[str]:
         for name in getattr(module, "__all__", []):
             value = getattr(module, name)
             where = f"{moduleName}.{name}"
-            if inspect.isclass(value) or inspect.isfunction(value):
+            if (
+                inspect.isclass(value)
+                or inspect.isfunction(value)
+                or isinstance(value, InterfaceClass)
+            ):
                 missing += checkCallable(where, value)
                 if inspect.isclass(value):
-                    for attr, member in vars(value).items():
+                    for attr, member in list(vars(value).items()):
                         if attr.startswith("_") or not inspect.isfunction(member):
                             continue
+                        if not member.__doc__ and any(
+                            attr in interface.names() and interface[attr].getDoc()
+                            for interface in implementedBy(value).flattened()
+                        ):
+                            continue  # documented by the interface it implements
                         missing += checkCallable(f"{where}.{attr}", member)
     return missing
 
@@ -118,20 +129,39 @@ def checkCallable(where: str, value: Any) -> list[str]:
     C{@ivar} or a C{#:} comment on an attrs field); C{**keywords} by an
     C{@param} or C{@keyword}.
     """
+    if isinstance(value, InterfaceClass):
+        if not (value.__doc__ or "").strip():
+            return [f"{where}: no docstring"]
+        return [
+            f"{where}.{name}: no docstring"
+            for name in value.names()
+            if not (value[name].getDoc() or "").strip()
+        ]
     if not (inspect.getdoc(value) or "").strip():
         return [f"{where}: no docstring"]
-    if inspect.isclass(value) and issubclass(value, enum.Enum):
+    if inspect.isclass(value) and (
+        issubclass(value, (enum.Enum, BaseException)) or getattr(value, "_is_protocol", False)
+    ):
         return []
     if inspect.isfunction(value) and not (value.__doc__ or "").strip():
         return []  # overrides a documented method: its documentation holds
     target = value.__init__ if inspect.isclass(value) else value
-    if inspect.isclass(value) and target is object.__init__:
+    if inspect.isclass(value) and not inspect.isfunction(target):
         return []
     try:
         parameters = inspect.signature(target).parameters
     except (TypeError, ValueError):
         return []
     docs = inspect.getdoc(value) or ""
+    # "The parameters not listed here are L{Other}'s": Other documents them.
+    seen: set[str] = set()
+    while True:
+        others = set(re.findall(r"parameters not listed here are L\{(\w+)\}'s", docs)) - seen
+        if not others:
+            break
+        for other in others:
+            seen.add(other)
+            docs += "\n" + (inspect.getdoc(getattr(sys.modules["twisted_safelog"], other)) or "")
     if inspect.isclass(value):
         docs += "\n" + (inspect.getdoc(target) or "")
         if attrs.has(value):

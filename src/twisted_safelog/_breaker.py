@@ -29,7 +29,12 @@ class IClock(Protocol):
     The part of L{twisted.internet.interfaces.IReactorTime} the breaker uses.
     """
 
-    def seconds(self) -> float: ...
+    def seconds(self) -> float:
+        """
+        The current time in seconds; only differences between two readings
+        matter.
+        """
+        ...
 
 
 class MonotonicClock:
@@ -91,6 +96,12 @@ class CircuitBreaker:
 
     Listeners are called on every state change, outside the lock; an
     exception from a listener is swallowed so it cannot break the caller.
+
+    @param failureThreshold: consecutive failures that open the breaker.
+    @param resetTimeout: seconds an opened breaker waits before its first probe.
+    @param maxResetTimeout: the longest wait between probes, however often they fail.
+    @param backoffFactor: what each failed probe multiplies the wait by.
+    @param clock: provides C{seconds()}; a L{MonotonicClock} if L{None}.
     """
 
     def __init__(
@@ -193,10 +204,17 @@ class CircuitBreaker:
     def addListener(self, listener: BreakerListener) -> None:
         """
         Call C{listener(breaker, oldState, newState)} on every state change.
+
+        @param listener: called with the breaker, the old state and the new one.
         """
         self._listeners.append(listener)
 
     def removeListener(self, listener: BreakerListener) -> None:
+        """
+        Stop calling C{listener} (added with L{addListener}).
+
+        @param listener: a listener added before.
+        """
         self._listeners.remove(listener)
 
     def allow(self) -> bool:

@@ -142,6 +142,8 @@ class FileDescriptorWriter:
     replacement), and never blocking: lines the descriptor does not take now
     are counted in L{unwritten}, and the next write that gets through first
     says how many were lost and since when.
+
+    @param fd: the file descriptor written to (2, standard error, by default).
     """
 
     def __init__(self, fd: int = 2) -> None:

@@ -88,6 +88,13 @@ class LogFileWriter:
     configured); later opens (after a rotation, a deletion, L{reopen}) do not
     follow a link that was swapped in since (C{O_NOFOLLOW}): they fail with
     C{ELOOP}, said once through C{reporter}, until the link is removed.
+
+    @param path: the log file.
+    @param rotateLength: rotate when the file reaches this many bytes; L{None} or 0: never.
+    @param maxRotatedFiles: rotated files to keep; L{None} or 0: all.
+    @param createDirectory: create the file's directory when it is missing.
+    @param mode: the permissions of a file it creates.
+    @param reporter: where problems with the file are reported (the default reporter if L{None}).
     """
 
     def __init__(
@@ -184,6 +191,8 @@ class LogFileWriter:
     def write(self, text: str) -> None:
         """
         Append C{text}; raise C{OSError} if it could not be written.
+
+        @param text: whole lines, written with one C{os.write}.
         """
         data = text.encode("utf-8", "backslashreplace")
         rotationError = None
@@ -474,6 +483,9 @@ class LogFileWriter:
         gets through. A regular file on a hung disk can still block.
         Returns whether all of C{text} was written, so a caller can send
         it somewhere else too (a daemon's fallback for reports).
+
+        @param text: one report line.
+        @return: whether it was written.
         """
         data = text.encode("utf-8", "backslashreplace")
         if not self._lock.acquire(timeout=0.02):
@@ -535,6 +547,8 @@ def formatTextLine(event: LogEvent) -> str:
     does. An event Twisted's formatter cannot format (a C{log_time} that is
     not a number, a C{log_level} that is not a L{LogLevel}) is written with
     a fallback rendering that says why, never skipped.
+
+    @param event: the event, formatted as C{textFileLogObserver} would.
     """
     try:
         text = formatEventAsClassicLogText(event)
@@ -583,6 +597,9 @@ def formatJSONLine(event: LogEvent) -> str:
     what Fluent Bit, Vector and Loki's agents tail, and what
     L{twisted.logger.eventsFromJSONLogFile} reads back). An event that cannot
     be serialised (a cycle, say) is written with its text and the reason.
+
+    @param event: the event; one that cannot be serialised is written with its text and the reason
+        (C{log_unserializable}).
     """
     try:
         return eventAsJSON(event) + "\n"
@@ -650,6 +667,9 @@ class FileSink:
     An L{ILogObserver} that formats each event and writes it with a
     L{LogFileWriter}, raising C{OSError} on failure (wrap it: see
     L{safeFileLogObserver}).
+
+    @param writer: the file the lines are written to.
+    @param formatter: turns one event into one line (L{formatTextLine}, L{formatJSONLine}).
     """
 
     def __init__(self, writer: LogFileWriter, formatter: Callable[[LogEvent], str]) -> None:
@@ -670,6 +690,8 @@ class SafeFileObserver(SafeObserver):
     """
     The L{SafeObserver} that L{safeFileLogObserver} returns: the same, plus
     the file's L{LogFileWriter} and its controls.
+
+    The parameters not listed here are L{SafeObserver}'s.
     """
 
     writer: LogFileWriter
@@ -736,6 +758,12 @@ def safeFileLogObserver(
 
     @param safeObserverArguments: passed to L{SafeObserver} (C{bufferSize},
         C{fallback}, C{failureThreshold}, C{reporter}, C{clock}, ...).
+    @param path: the log file.
+    @param format: C{"text"} (Twisted's classic lines) or C{"json"} (JSON lines).
+    @param rotateLength: rotate at this many bytes (C{path.1} ... C{path.N}); L{None}: never.
+    @param maxRotatedFiles: rotated files to keep; L{None}: all.
+    @param createDirectory: create a missing directory instead of waiting for it.
+    @param mode: the permissions of a file it creates.
     """
     formatter = _FORMATS.get(format)
     if formatter is None:

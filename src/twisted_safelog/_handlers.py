@@ -72,6 +72,11 @@ class HandlerHardening:
     long as the application keeps it, and the hardening dies with it. If
     records were still buffered for it then, they are counted as dropped
     (C{"shutdown"}) and reported.
+
+    The parameters not listed here are L{HardenedSink}'s.
+
+    @param handler: the stdlib handler hardened in place.
+    @param fallback: a stdlib handler that also receives the records C{handler} cannot take.
     """
 
     def __init__(
@@ -199,6 +204,9 @@ def _handlerCollected(core: HardenedSink[logging.LogRecord]) -> None:
 def hardeningOf(handler: logging.Handler) -> HandlerHardening | None:
     """
     The hardening applied to C{handler} in place, if any.
+
+    @param handler: a stdlib handler.
+    @return: its L{HandlerHardening}, or L{None} if it is not hardened.
     """
     capture = handler.__dict__.get("handleError")
     owner = getattr(capture, "__self__", None)
@@ -220,6 +228,10 @@ def hardenHandler(
     hardening; if it is hardened already, return that hardening unchanged
     (a handler shared by several loggers has one breaker). C{policy} and
     C{arguments} are L{HandlerHardening}'s, checked even then.
+
+    @param handler: the stdlib handler to harden.
+    @param policy: the hardening settings (L{Policy}).
+    @param arguments: the other arguments of L{HandlerHardening}.
     """
     policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandler()")
     others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
@@ -251,6 +263,12 @@ class SafeHandler(logging.Handler):
     The level mirrors the wrapped handler's (C{setLevel} sets both);
     C{setFormatter} and C{flush} go to the wrapped handler. L{close} undoes
     the hardening and closes the wrapped handler.
+
+    The parameters not listed here are L{HardenedSink}'s.
+
+    @param handler: the stdlib handler to harden (in place, shared with every L{SafeHandler} around
+        it).
+    @param fallback: a stdlib handler that also receives the records C{handler} cannot take.
     """
 
     def __init__(
@@ -354,6 +372,9 @@ def safeHandlerFor(handler: logging.Handler, **safeHandlerArguments: Any) -> Saf
     """
     A L{SafeHandler} around C{handler} (C{handler} itself if it is one). All
     the L{SafeHandler}s around one handler share its one hardening.
+
+    @param handler: a stdlib handler, or a L{SafeHandler}.
+    @param safeHandlerArguments: the other arguments of L{SafeHandler}.
     """
     if isinstance(handler, SafeHandler):
         return handler
@@ -380,6 +401,10 @@ def hardenHandlers(
 
     C{policy} and C{arguments} are L{HandlerHardening}'s, checked here even
     when there is no handler to harden.
+
+    @param logger: the top of the tree (the root logger if L{None}).
+    @param policy: the hardening settings (L{Policy}).
+    @param arguments: the other arguments of L{HandlerHardening}.
     """
     policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandlers()")
     others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
@@ -408,6 +433,8 @@ def unhardenHandlers(logger: logging.Logger | None = None) -> None:
     """
     Undo L{hardenHandlers} for C{logger} and the loggers below it (the
     whole tree by default), without closing anything.
+
+    @param logger: the top of the tree (the root logger if L{None}).
     """
     with _hardenLock:
         for each in loggerTree(logger):

@@ -42,6 +42,9 @@ class Installation:
     """
     twisted-safelog installed on one publisher: the wrappers it made, so
     that removal by the original works and L{uninstall} can undo it.
+
+    @param publisher: the publisher it is installed on.
+    @param arguments: the L{SafeObserver} arguments every wrapper gets.
     """
 
     def __init__(self, publisher: LogPublisher, arguments: dict[str, Any]) -> None:
@@ -59,6 +62,10 @@ class Installation:
     def wrap(self, observer: ILogObserver) -> ILogObserver:
         """
         The hardened form of C{observer} (itself if it already is).
+
+        The L{SafeObserver} for C{observer} (made once, then reused).
+
+        @param observer: an observer being added to the publisher.
         """
         if isHardened(observer):
             return observer
@@ -72,6 +79,10 @@ class Installation:
     def addObserver(self, observer: ILogObserver) -> None:
         """
         Replaces the publisher's C{addObserver}: add the hardened form.
+
+        The publisher's C{addObserver} while installed: adds C{observer} wrapped.
+
+        @param observer: the observer the application adds.
         """
         watchReactor()
         with _lock:
@@ -81,6 +92,11 @@ class Installation:
         """
         Replaces the publisher's C{removeObserver}: removing the original
         removes its wrapper.
+
+        The publisher's C{removeObserver} while installed: removes C{observer}'s wrapper (or
+        C{observer}).
+
+        @param observer: the observer the application added (or its wrapper).
         """
         with _lock:
             entry = self.wrappers.pop(id(observer), None)
@@ -90,6 +106,10 @@ class Installation:
                 self._originalRemove(observer)
 
     def apply(self) -> None:
+        """
+        Wrap the observers already on the publisher and take over its C{addObserver} and
+        C{removeObserver}.
+        """
         observers = self.publisher._observers
         for index, observer in enumerate(list(observers)):
             observers[index] = self.wrap(observer)
@@ -106,6 +126,9 @@ class Installation:
         accountAll()
 
     def undo(self) -> None:
+        """
+        Put the publisher back exactly as it was: the original observers, its own methods.
+        """
         originals = {id(w): o for o, w in self.wrappers.values()}
         observers = self.publisher._observers
         for index, observer in enumerate(list(observers)):
@@ -167,6 +190,8 @@ def install(
     Calling it again on the same publisher returns the existing installation
     and changes nothing.
 
+    @param publisher: the publisher to harden (the global one if L{None}).
+    @param stdlib: harden stdlib logging's handlers too.
     @param policy: the hardening settings every wrapper gets (L{Policy});
         keyword C{settings} (C{failureThreshold=3}, ...) override its
         fields. Checked here: an unknown setting is a C{TypeError}, a
@@ -174,6 +199,7 @@ def install(
     @param reporter: where every wrapper reports (the default reporter if
         L{None}).
     @param clock: every wrapper's breaker clock (monotonic if L{None}).
+    @param settings: L{Policy} fields, overriding C{policy}'s.
     """
     if publisher is None:
         publisher = globalLogPublisher
@@ -206,6 +232,9 @@ def _hardenedStdlib() -> bool:
 def installed(publisher: LogPublisher | None = None) -> Installation | None:
     """
     The installation on C{publisher} (the global one by default), if any.
+
+    @param publisher: a publisher (the global one if L{None}).
+    @return: the L{Installation} on C{publisher}, or L{None}.
     """
     return _installations.get(id(globalLogPublisher if publisher is None else publisher))
 
@@ -216,6 +245,8 @@ def uninstall(publisher: LogPublisher | None = None) -> None:
     observers back, in order, and its own C{addObserver}/C{removeObserver};
     stdlib handlers hardened by that installation are put back. Harmless if
     nothing is installed.
+
+    @param publisher: a publisher (the global one if L{None}).
     """
     if publisher is None:
         publisher = globalLogPublisher

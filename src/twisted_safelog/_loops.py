@@ -141,6 +141,9 @@ def findFeedbackLoops(
     Every feedback loop in the live configuration of C{publisher} (the global
     one), C{stdio} (the C{sys} module) and stdlib logging, with whether each
     is guarded.
+
+    @param publisher: the publisher to start from (the global one if L{None}).
+    @param stdio: what has C{stdout} and C{stderr} (the C{sys} module if L{None}).
     """
     publisher = globalLogPublisher if publisher is None else publisher
     stdio = sys if stdio is None else stdio

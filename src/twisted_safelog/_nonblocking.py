@@ -114,6 +114,23 @@ class NonBlockingObserver:
 
     An observer nobody references any more is collected; its worker then
     delivers what was queued and ends. L{close} ends it at once.
+
+    @param observer: the sink the worker delivers to (hardened with L{SafeObserver} unless it is a
+        hardened sink).
+    @param maxQueue: the most events queued at once.
+    @param policy: what a full queue does with an event (L{OverflowPolicy}, or its value as a
+        string).
+    @param blockTimeout: with L{OverflowPolicy.block}, the longest wait for room, in seconds.
+    @param discardThreshold: the fraction of C{maxQueue} from which events at or below
+        C{discardLevel} are discarded; L{None}: never.
+    @param discardLevel: the highest level discarded first (a C{LogLevel}).
+    @param flushTimeout: the longest wait, in seconds, for the queue to drain at shutdown and exit.
+    @param stallTimeout: seconds after which a delivery that has not returned is reported stalled
+        (the L{Policy} default if L{None}).
+    @param start: start the worker with the first event; C{False}: only when L{start} is called.
+    @param name: what reports and L{stats} call it.
+    @param reporter: where losses and failures are reported (the default reporter if L{None}).
+    @param clock: provides C{seconds()}; a monotonic clock by default.
     """
 
     def __init__(
@@ -396,6 +413,8 @@ class NonBlockingObserver:
         has not returned for C{stallTimeout} seconds. Whatever is still
         queued then is dropped (reason C{"shutdown"}) and reported in one
         line. Returns whether everything was delivered.
+
+        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
         """
         timeout = self.flushTimeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
@@ -419,6 +438,8 @@ class NonBlockingObserver:
         the process ends; if the worker is stuck, events are dropped
         (C{"shutdown"}) at once instead. Called when the reactor has shut
         down and at exit.
+
+        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
         """
         delivered = self.flush(timeout)
         self._shutDown = True
@@ -459,6 +480,8 @@ class NonBlockingObserver:
         """
         L{flush}, then end the worker thread (waiting for it up to the same
         timeout). A later event starts it again.
+
+        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
         """
         timeout = self.flushTimeout if timeout is None else timeout
         delivered = self.flush(timeout)
@@ -481,6 +504,8 @@ class NonBlockingObserver:
         left, end the worker), then close the wrapped sink (unless its
         delivery is stuck) and release what this observer holds in the
         reactor.
+
+        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
         """
         self.stop(timeout)
         if not self._channel.busySince:

@@ -149,6 +149,8 @@ class Policy:
         """
         A copy with C{settings} changed; an unknown setting is a
         C{TypeError} naming it.
+
+        @param settings: the fields to change, by name.
         """
         return self.withSettings(settings, "Policy.replace()")
 
@@ -157,6 +159,10 @@ class Policy:
         A copy with C{settings} (keyword arguments given to C{caller})
         changed: unknown names are a C{TypeError} that names C{caller}, the
         argument and the settings there are.
+
+        @param settings: the fields to change, by name.
+        @param caller: what the settings were given to, for the error message
+            (C{"SafeObserver()"}).
         """
         unknown = sorted(set(settings) - _NAMES)
         if unknown:

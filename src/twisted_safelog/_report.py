@@ -93,6 +93,8 @@ class StreamWriter:
     """
     Write text to a file object that is known not to feed the log (an
     explicitly opened file, a test's C{io.StringIO}), flushing each time.
+
+    @param stream: a text stream with C{write} (and, if it has one, C{flush}).
     """
 
     def __init__(self, stream: TextIO) -> None:
@@ -361,6 +363,8 @@ def setDefaultReporter(reporter: IReporter | None) -> None:
     """
     Make C{reporter} the process-wide default (the twistd factory points it
     at the log file when daemonized); L{None} restores the fd 2 default.
+
+    @param reporter: the reporter for the whole process, or L{None} for the default (fd 2).
     """
     _default.target = reporter
 

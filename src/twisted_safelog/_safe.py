@@ -117,6 +117,10 @@ class HardenedSink(Generic[T]):
         events), for identical-event suppression (L{RepeatFilter}, set by the
         policy's C{repeatBurst} and C{repeatInterval}); L{None}: items of a
         kind it cannot tell apart, never suppressed.
+    @param sink: any one-argument callable: an observer, a handler's C{emit}, a file writer.
+    @param settings: L{Policy} fields (C{failureThreshold}, C{resetTimeout}, C{maxResetTimeout},
+        C{backoffFactor}, C{bufferSize}, C{retryFailed}, C{maxAttempts}, ...), overriding
+        C{policy}'s.
     """
 
     def __init__(
@@ -820,6 +824,8 @@ class SafeObserver(HardenedSink[LogEvent]):
     @param fallback: an observer that also receives the events this one
         cannot take (quarantined or failed); it is wrapped in a
         L{SafeObserver} of its own (same policy, no buffer) unless it is one.
+    @param legacy: C{True} to adapt C{observer} as a legacy observer, C{False} never to, L{None} to
+        detect it.
     """
 
     def __init__(

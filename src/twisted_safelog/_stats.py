@@ -103,6 +103,16 @@ class SinkStats:
     At any moment when no event is being delivered,
     C{received == delivered + failed + dropped + buffered}.
     Fields can also be read by key (C{stats["received"]}).
+
+    @ivar name: the sink's name in reports.
+    @ivar state: C{"closed"} (healthy), C{"open"} (quarantined), C{"half-open"} (probing), or
+        C{"stalled"}.
+    @ivar received: events given to the sink.
+    @ivar delivered: events the sink took.
+    @ivar failed: events the sink failed on, not to be retried.
+    @ivar dropped: events dropped, whatever the reason.
+    @ivar droppedByReason: the drops by reason (L{DropReason} values).
+    @ivar buffered: events held for replay (or queued).
     """
 
     name: str
@@ -164,6 +174,9 @@ class SinkStats:
         return iter(_FIELDS)
 
     def keys(self) -> tuple[str, ...]:
+        """
+        The field names, for reading the stats by key (C{stats["received"]}).
+        """
         return _FIELDS
 
     def asDict(self) -> dict[str, Any]:

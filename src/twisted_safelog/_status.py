@@ -64,6 +64,8 @@ def status() -> tuple[SinkStats, ...]:
 def isHealthy(stats: SinkStats) -> bool:
     """
     Is this sink healthy: its breaker closed, and no delivery stalled?
+
+    @param stats: one sink's L{SinkStats}.
     """
     return str(stats.state) == HEALTHY_STATE and not _stalledFor(stats)
 

@@ -52,6 +52,8 @@ class RecentReports:
     L{Reporter}, beside the other places reports go): the status file carries
     them, so they reach someone even when every other place is broken.
     Appending never blocks and never fails.
+
+    @param maxLines: how many of the latest report lines are kept.
     """
 
     def __init__(self, maxLines: int = 50) -> None:
@@ -66,6 +68,9 @@ class RecentReports:
             self._lines.append(oneLine(line, 400))
 
     def lines(self) -> list[str]:
+        """
+        The kept report lines, oldest first.
+        """
         return list(self._lines)
 
 
@@ -110,6 +115,7 @@ class StatusFile:
         reader calls the file stale after a few of them.
     @param reports: the recent report lines to include.
     @param extra: more top-level keys (the metrics address, say).
+    @param path: the status file; a temporary file beside it is renamed over it.
     """
 
     def __init__(
@@ -170,6 +176,8 @@ class StatusFile:
         """
         Write the document now, on the caller's thread: a temporary file in
         the same directory, then C{os.replace}. Raises C{OSError}.
+
+        @param stopped: say that the process stopped (the last write).
         """
         document = statusDocument(self.interval, self.reports, self.extra, stopped)
         data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
@@ -224,6 +232,9 @@ class StatusFile:
         Stop the worker (waiting at most C{timeout} seconds for it), then
         write a last document saying the process stopped, unless the worker
         is stuck in a write. Returns whether the last document was written.
+
+        @param timeout: the longest wait, in seconds, for the worker to write the last status.
+        @return: whether it ended in time.
         """
         if self._stopWatching is not None:
             self._stopWatching()

@@ -120,6 +120,10 @@ class StdlibObserver:
     that L{TwistedHandler} made are not forwarded. A reentrant call on the
     same thread (a handler that logs through Twisted) is dropped and
     counted in C{reentered}.
+
+    @param loggerName: send every event to this logger instead of the one named by its
+        C{log_namespace}.
+    @param defaultName: the logger for events without a namespace.
     """
 
     def __init__(self, loggerName: str | None = None, defaultName: str = "twisted") -> None:
@@ -183,6 +187,9 @@ class TwistedHandler(logging.Handler):
     stdlib (L{ORIGIN_KEY}); records that L{StdlibObserver} made are not
     published again. A reentrant call on the same thread is dropped and
     counted in C{reentered}.
+
+    @param publisher: where events are published (the global publisher if L{None}).
+    @param level: the handler's level, as for any C{logging.Handler}.
     """
 
     def __init__(self, publisher: LogPublisher | None = None, level: int = logging.NOTSET):
@@ -219,6 +226,9 @@ class TwistedHandler(logging.Handler):
     def eventFromRecord(self, record: logging.LogRecord) -> LogEvent:
         """
         The Twisted event for C{record}.
+
+        @param record: a stdlib log record.
+        @return: the Twisted event for it, marked as coming from stdlib logging.
         """
         try:
             text = record.getMessage()

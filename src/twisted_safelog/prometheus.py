@@ -64,11 +64,17 @@ class SafelogCollector:
         return "SafelogCollector()"
 
     def describe(self) -> Iterator[Metric]:
+        """
+        The metric families, without samples (for the registry's checks).
+        """
         # Empty families: the registry learns the names (and refuses a
         # second collector that would export them) without a scrape.
         return iter(_families())
 
     def collect(self) -> Iterator[Metric]:
+        """
+        The metric families, read from L{twisted_safelog.status} now.
+        """
         families = _families()
         events, received, dropped, buffered, state, since = families
         for name, stats in uniqueNames(status()):
@@ -131,6 +137,8 @@ def register(registry: CollectorRegistry = REGISTRY) -> SafelogCollector:
     Register the twisted-safelog collector on C{registry} (the default
     registry unless told otherwise) and return it. Registering again on the
     same registry returns the collector already there.
+
+    @param registry: the registry to register on (C{prometheus_client.REGISTRY} by default).
     """
     existing = _registered.get(registry)
     if existing is not None:

@@ -69,6 +69,10 @@ class FlakyObserver(RecordingObserver):
 
         FlakyObserver([True] * 5)            # five failures, then healthy
         FlakyObserver([False, True], then=True)  # fails from the 2nd call on
+
+    @param schedule: for each call in turn, whether it fails.
+    @param then: whether calls after the schedule fail.
+    @param exception: makes the exception a failing call raises (an C{OSError} by default).
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class ReentrantObserver(RecordingObserver):
     Logs a new event into C{publisher} (the global one by default) every time
     it handles one: the shape of a sink that logs its own trouble, or of a
     bridge whose output comes back to it.
+
+    @param publisher: where it logs from inside its own delivery (the global publisher if L{None}).
     """
 
     def __init__(self, publisher: LogPublisher | None = None) -> None:
@@ -113,6 +119,9 @@ class SlowObserver(RecordingObserver):
     """
     Takes C{delay} seconds per event (by calling C{sleep}, C{time.sleep} by
     default; pass a fake to keep tests instant).
+
+    @param delay: seconds each call takes.
+    @param sleep: how it waits (C{time.sleep}; a fake in tests).
     """
 
     def __init__(self, delay: float, sleep: Callable[[float], object] = time.sleep) -> None:

@@ -53,6 +53,8 @@ def loopProof(events: int) -> int:
     in a run of C{events} application events: more than any variant can make
     without one (two per event: a failing file and a syslog datagram), and
     at least 500.
+
+    @param events: application events in the run.
     """
     return max(500, 3 * events)
 
@@ -147,6 +149,15 @@ class RunningIncident:
     """
     A variant running in a child process; L{result} waits for its end.
     Several may run at once.
+
+    The parameters are L{startIncident}'s, which makes it.
+
+    @param variant: see L{startIncident}.
+    @param hardened: see L{startIncident}.
+    @param events: see L{startIncident}.
+    @param timeout: see L{startIncident}.
+    @param stopAtProof: see L{startIncident}.
+    @param workdir: see L{startIncident}.
     """
 
     def __init__(
@@ -298,6 +309,8 @@ def resultsOf(runs: Iterable[RunningIncident]) -> list[IncidentResult]:
     """
     Wait for several runs at once (each is ended at its own proof or
     deadline while the others go on) and return their results in order.
+
+    @param runs: runs started with L{startIncident}.
     """
     pending = list(runs)
     while not all([run.poll() for run in pending]):
@@ -316,5 +329,12 @@ def runIncident(
     """
     Run C{variant} in a child process and say what happened; the parameters
     are L{startIncident}'s.
+
+    @param variant: a key of L{VARIANTS}.
+    @param hardened: run it with twisted-safelog (or with plain Twisted).
+    @param events: application events to log.
+    @param timeout: seconds after which the child is killed.
+    @param stopAtProof: kill the child as soon as the loop is proven.
+    @param workdir: the run's directory (default: a temporary one, removed afterwards).
     """
     return startIncident(variant, hardened, events, timeout, stopAtProof, workdir).result()

@@ -76,6 +76,8 @@ class Variant:
         """
         The most calls of the failing sinks a hardened run of C{events}
         application events may make: what the demo and the suite both check.
+
+        @param events: application events in the run.
         """
         return self.QUARANTINE_LIMIT * self.failingSinks + self.perEvent * events
 
