@@ -134,6 +134,9 @@ def serve(clone: Path, command: str, wedges: bool) -> str:
     env, argv = split(command)
     port = freePort()
     env["CHARTAPP_PORT"] = str(port)
+    if wedges:
+        # The example's bound, shortened: the loop is proven in seconds.
+        env["CHARTAPP_WEDGE_SECONDS"] = "3"
     errors = clone / "stderr.txt"
     with open(errors, "wb") as err:
         process = subprocess.Popen(

@@ -230,12 +230,21 @@ def test_sigusr1ReopensTheLogFile(tmp_path: Path) -> None:
         return False
 
     def rotate(process: subprocess.Popen[bytes], port: int) -> None:
+        # Every line of the three requests is written (the last, the access
+        # lines, included): nothing is left to be delivered, so nothing but
+        # SIGUSR1 can make the process let go of the renamed file.
+        deadline = time.monotonic() + 60
+        while not (
+            log.read_text().count("served chart data") == 3
+            and log.read_text().count('"GET /chart-data') == 3
+        ):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.02)
         os.rename(log, old)
         assert holdsOldFile(process.pid)
         process.send_signal(signal.SIGUSR1)
         # SIGUSR1 closes the renamed file at once, before any new event
         # (the inode check before each write would only notice at the next).
-        deadline = time.monotonic() + 60
         while holdsOldFile(process.pid):
             assert time.monotonic() < deadline, "SIGUSR1 did not close the log file"
             time.sleep(0.02)
