@@ -95,6 +95,10 @@ class LogFileWriter:
     @param createDirectory: create the file's directory when it is missing.
     @param mode: the permissions of a file it creates.
     @param reporter: where problems with the file are reported (the default reporter if L{None}).
+    @param checkInterval: the longest time, in seconds, between two checks of the path's device and
+        inode.
+    @param checkEvery: the most writes between two such checks.
+    @param clock: returns the time in seconds for C{checkInterval} (C{time.monotonic} by default).
     """
 
     def __init__(
@@ -764,6 +768,9 @@ def safeFileLogObserver(
     @param maxRotatedFiles: rotated files to keep; L{None}: all.
     @param createDirectory: create a missing directory instead of waiting for it.
     @param mode: the permissions of a file it creates.
+    @param checkInterval: the longest time, in seconds, between two checks of the path's device and
+        inode (see L{LogFileWriter}).
+    @param checkEvery: the most events between two such checks.
     """
     formatter = _FORMATS.get(format)
     if formatter is None:
