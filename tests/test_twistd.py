@@ -40,6 +40,9 @@ def appEnvironment(tmp: Path, port: int, broken: bool = True, **extra: str) -> d
         CHARTAPP_PORT=str(port),
         CHARTAPP_LOG_DIR=str(tmp),
         CHARTAPP_BREAK_LOGGING="1" if broken else "0",
+        # The example ends itself when wedged for 10 s (its bound for people
+        # trying it); these tests end it themselves, on conditions.
+        CHARTAPP_WEDGE_SECONDS="600",
         **extra,
     )
 
