@@ -102,6 +102,8 @@ class CircuitBreaker:
     @param maxResetTimeout: the longest wait between probes, however often they fail.
     @param backoffFactor: what each failed probe multiplies the wait by.
     @param clock: provides C{seconds()}; a L{MonotonicClock} if L{None}.
+    @param earlyProbes: how many probes, one at a time, a breaker that has
+        just opened lets through before its first C{resetTimeout} (0: none).
     """
 
     def __init__(

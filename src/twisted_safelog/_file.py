@@ -705,6 +705,8 @@ class SafeFileObserver(SafeObserver):
         A full disk, an I/O error, a missing directory and the like are the
         file's trouble, not the event's: such events are replayed, in
         order and exactly once, when the file works again.
+
+        @param error: the exception the file writer raised.
         """
         return isinstance(error, OSError) and error.errno in TRANSIENT_ERRNOS
 

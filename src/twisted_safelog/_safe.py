@@ -487,6 +487,8 @@ class HardenedSink(Generic[T]):
         item (a full disk, a missing directory)? Such an item is kept for
         replay without using up an attempt. Nothing is, here; the file sinks
         recognise their transient C{OSError}s.
+
+        @param error: the exception the sink raised.
         """
         return False
 
