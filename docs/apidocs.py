@@ -66,10 +66,19 @@ def twistedInventories(work: Path) -> list[str]:
 
 def pythonInventory(work: Path) -> str:
     """
-    A small inventory for the built-in constants the docstrings link to.
+    A small inventory for the Python names the docstrings link to: the
+    built-in constants and stdlib logging's classes.
     """
     lines = [
         f"{name} py:data 1 library/constants.html#{name} -" for name in ("None", "True", "False")
+    ]
+    lines += [
+        f"logging.{name} py:class 1 library/logging.html#$ -"
+        for name in ("LogRecord", "Handler", "Logger", "Formatter", "Filter")
+    ]
+    lines += [
+        f"logging.handlers.{name} py:class 1 library/logging.handlers.html#$ -"
+        for name in ("RotatingFileHandler", "WatchedFileHandler", "SysLogHandler")
     ]
     header = b"# Sphinx inventory version 2\n# Project: Python\n# Version: 3\n"
     header += b"# The remainder of this file is compressed using zlib.\n"

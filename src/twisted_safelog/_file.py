@@ -549,7 +549,8 @@ def formatTextLine(event: LogEvent) -> str:
     see L{escapeControl}) are escaped, so that an event cannot forge or
     hide lines; a newline becomes a new line indented by a tab, as Twisted
     does. An event Twisted's formatter cannot format (a C{log_time} that is
-    not a number, a C{log_level} that is not a L{LogLevel}) is written with
+    not a number, a C{log_level} that is not a
+    L{twisted.logger.LogLevel}) is written with
     a fallback rendering that says why, never skipped.
 
     @param event: the event, formatted as C{textFileLogObserver} would.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from ._harness import IncidentResult, loopProof, resultsOf, startIncident
+from ._harness import IncidentResult, RunningIncident, loopProof, resultsOf, startIncident
 from ._variants import VARIANTS
 
 __all__ = ["runDemo"]
@@ -105,7 +105,8 @@ def runDemo(
         hardened run gets at least 60).
     @param out: Where to print (default: C{sys.stdout}).
     @param stopAtProof: End the plain run as soon as the loop is proven
-        (L{loopProof} failing calls) instead of at C{timeout}.
+        (L{loopProof} failing calls) instead of at C{timeout}; the runs of
+        every variant are then started at once.
     @return: 0 if every hardened run behaved (L{IncidentResult.problems}
         is empty), 1 if one did not, 2 for an unknown variant.
     """
@@ -115,6 +116,18 @@ def runDemo(
     if unknown:
         write(f"unknown variant {unknown[0]!r}; choose from: all, {', '.join(VARIANTS)}\n")
         return 2
+
+    def start(name: str) -> list[RunningIncident]:
+        return [
+            startIncident(
+                name, hardened=False, events=events, timeout=timeout, stopAtProof=stopAtProof
+            ),
+            startIncident(name, hardened=True, events=events, timeout=max(timeout, 60.0)),
+        ]
+
+    # Ended by their proof, the runs of every variant can share the machine;
+    # ended by --timeout, each plain run gets it to itself, to show its scale.
+    started = {name: start(name) for name in names} if stopAtProof else {}
     failures = 0
     for name in names:
         write(f"\n== {name}: {VARIANTS[name].description}\n")
@@ -122,11 +135,7 @@ def runDemo(
             "   twistd-style logging (stdio redirected), a failing sink, "
             f"{events} application events\n\n"
         )
-        plainRun = startIncident(
-            name, hardened=False, events=events, timeout=timeout, stopAtProof=stopAtProof
-        )
-        safeRun = startIncident(name, hardened=True, events=events, timeout=max(timeout, 60.0))
-        plain, safe = resultsOf([plainRun, safeRun])
+        plain, safe = resultsOf(started.pop(name) if name in started else start(name))
         write(table(plain, safe) + "\n")
         problems = safe.problems()
         if problems:
