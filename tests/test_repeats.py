@@ -38,6 +38,7 @@ from twisted_safelog._settings import Settings
 from twisted_safelog.testing import RecordingObserver
 
 from .helpers import RecordingReporter
+from .twistdprocess import environment, start, stop
 
 LOOP_LINE = "Starting new HTTP connection (1): collector.example:443"
 FEEDBACK = "likely feedback loop"
@@ -297,6 +298,61 @@ def test_installedObserversAndTheirSetting() -> None:
         assert (len(sink.events) < 3000) is expectHeld
 
 
+FLOOD_TAC = """
+from twisted.application import service
+from twisted.internet import reactor
+from twisted.logger import Logger
+
+log = Logger(namespace="retry")
+
+def flood():
+    for n in range(20000):
+        log.warn("upstream refused; retrying")
+    log.info("flood done")
+
+reactor.callWhenRunning(flood)
+application = service.Application("flood")
+"""
+
+
+@pytest.mark.parametrize("hardened", [False, True], ids=["plain", "factory"])
+def test_twistdFactory(tmp_path: Path, hardened: bool) -> None:
+    """
+    A real twistd whose application logs one line 20,000 times: plain
+    twistd writes every copy; under C{--logger=twisted_safelog.observer}
+    the log holds a small fraction and "repeated N times" lines whose
+    counts make up the rest exactly.
+    """
+    tac = tmp_path / "flood.tac"
+    tac.write_text(FLOOD_TAC)
+    log = tmp_path / "twistd.log"
+    factory = ["--logger=twisted_safelog.observer"] if hardened else []
+    process = start(
+        ["-n", "--pidfile=", *factory, f"--logfile={log}", "-y", str(tac)], tmp_path, environment()
+    )
+    try:
+        assert waitFor(lambda: log.exists() and "flood done" in log.read_text(), 60)
+    finally:
+        status = stop(process)
+    assert status is not None
+    # twistd rotates its log at 1 MB: twistd.log.1, ... hold the rest.
+    lines = [
+        line for path in tmp_path.glob("twistd.log*") for line in path.read_text().splitlines()
+    ]
+    copies = [line for line in lines if line.endswith("] upstream refused; retrying")]
+    held = [
+        int(line.split("repeated ")[1].split(" times")[0])
+        for line in lines
+        if "repeated " in line and line.endswith(" times: upstream refused; retrying")
+    ]
+    if not hardened:
+        assert len(copies) == 20000 and held == []
+        return
+    print(f"twistd: {len(copies)} copies written, {len(held)} summaries")
+    assert len(copies) < 1000
+    assert len(copies) + sum(held) == 20000
+
+
 # -- settings --------------------------------------------------------------------
 
 
@@ -332,8 +388,9 @@ def test_environmentAndToml(tmp_path: Path) -> None:
     assert settings.policy().repeatBurst == 0
     with pytest.raises(ConfigurationError, match="TWISTED_SAFELOG_REPEAT_BURST='lots'"):
         Settings.load({"TWISTED_SAFELOG_REPEAT_BURST": "lots"})
-    with pytest.raises(ConfigurationError, match="TWISTED_SAFELOG_REPEAT_INTERVAL='0'"):
-        Settings.load({"TWISTED_SAFELOG_REPEAT_INTERVAL": "0"})
+    for bad in ("0", "inf"):
+        with pytest.raises(ConfigurationError, match=f"TWISTED_SAFELOG_REPEAT_INTERVAL='{bad}'"):
+            Settings.load({"TWISTED_SAFELOG_REPEAT_INTERVAL": bad})
 
 
 # -- real time, real threads -----------------------------------------------------
