@@ -132,7 +132,7 @@ def hook(rounds: int) -> None:
     setup = "from twisted_safelog import SafeObserver; self = SafeObserver(print)"
     # The healthy path counts each delivery anyway; suppression compares
     # that count with the filter's gate.
-    statement = "if self._countFast() >= self.repeats.gate:\n    pass"
+    statement = "if self._countFast() >= self._repeatGate:\n    pass"
     without = "self._countFast()"
     number = 1_000_000
     hooked, empty = [], []

@@ -198,6 +198,8 @@ class HardenedSink(Generic[T]):
         # For status(): written on the failure and state-change paths only.
         self._since = time.time()
         self._lastError: str | None = None
+        # A copy of self.repeats.gate (set by it), for the healthy path.
+        self._repeatGate = 0
         self.repeats: RepeatFilter[T] = RepeatFilter(
             policy.repeatBurst if identity is not None else 0,
             policy.repeatInterval,
@@ -209,6 +211,7 @@ class HardenedSink(Generic[T]):
             report=lambda line: self._report(self.reporter.note, line),
             dropped=lambda n: self._report(self.reporter.dropped, self.name, "repeated", n),
             position=lambda: accounts.fast.value,
+            setGate=self._gateMoved,
             clock=self.breaker.clock,
         )
         register(self)
@@ -279,7 +282,7 @@ class HardenedSink(Generic[T]):
         # Received and delivered: one count for both (see SinkAccounts).
         # Identical-event suppression costs one comparison more, until the
         # sink has had more than its burst allowance in an interval.
-        if self._countFast() >= self.repeats.gate:
+        if self._countFast() >= self._repeatGate:
             self._repeatsDue()
 
     def _slowPath(self, event: T, tid: int) -> None:
@@ -391,6 +394,10 @@ class HardenedSink(Generic[T]):
         The estimated size of what waits in the replay buffer, in bytes.
         """
         return sum(self._sizes)
+
+    def _gateMoved(self, gate: int) -> None:
+        # The healthy path compares with this copy of the filter's gate.
+        self._repeatGate = gate
 
     def _repeatsDue(self) -> None:
         """
