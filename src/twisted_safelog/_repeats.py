@@ -23,7 +23,7 @@ events that share a format with the repeating one.
 
 While an event repeats, deliveries to the sink are made inside a delivery
 mark carried by C{contextvars} and by L{twisted.python.context} (which
-L{twisted.internet.threads.deferToThread} carries to its pool thread): an
+C{twisted.internet.threads.deferToThread} carries to its pool thread): an
 event that arrives bearing the sink's own mark was caused by delivering to
 it, on whatever thread, and is dropped as a reentry, as the per-thread guard
 does. The burst bound is the backstop where no mark travels (a plain
