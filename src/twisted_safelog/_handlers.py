@@ -14,6 +14,7 @@ the one it hardens, for code that wants a separate object.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import threading
 import weakref
@@ -25,7 +26,7 @@ from ._breaker import IClock
 from ._policy import Policy
 from ._registry import IHardenedSink
 from ._repeats import RECORDS
-from ._report import IReporter, defaultReporter, describe, uniqueName
+from ._report import IReporter, defaultReporter, describe, releaseName, uniqueName
 from ._safe import HardenedSink
 from ._stats import SinkStats
 from ._stdlib import TwistedHandler
@@ -125,7 +126,8 @@ class HandlerHardening:
         # Not a weakref callback: a handler often dies in a reference cycle
         # (a failure's traceback holds its frames), and a callback dies with
         # it uncalled; a finalizer is kept alive on its own.
-        weakref.finalize(handler, _handlerCollected, self.core).atexit = False
+        self._finalizer = weakref.finalize(handler, _handlerCollected, self.core)
+        self._finalizer.atexit = False
         _alive.add(self)
 
     def __repr__(self) -> str:
@@ -164,6 +166,7 @@ class HandlerHardening:
         error = sys.exc_info()[1]
         if error is None:
             error = _HandlerFailed(f"{self.name} called handleError")
+        _closeOnError(self._ref())
         if self.core.delivering():
             raise error
         try:
@@ -173,9 +176,18 @@ class HandlerHardening:
 
     def undo(self) -> None:
         """
-        Give the handler its own C{emit} and C{handleError} back.
+        Give the handler its own C{emit} and C{handleError} back, and let
+        this hardening go: records it still buffers are replayed as far as
+        the breaker allows, the rest counted (C{"shutdown"}) and reported.
+        Hardening the handler again makes a new hardening.
         """
         _alive.discard(self)
+        # The finalizer holds the core (and through it this hardening):
+        # while it is attached, a handler hardened and given back again and
+        # again keeps every old hardening alive and listed.
+        self._finalizer.detach()
+        _handlerCollected(self.core)
+        releaseName(self.name, self)
         handler = self._ref()
         if handler is None:
             return
@@ -187,6 +199,25 @@ class HandlerHardening:
                 handler.__dict__.pop(attribute, None)
             else:
                 handler.__dict__[attribute] = original
+
+
+def _closeOnError(handler: logging.Handler | None) -> None:
+    """
+    What a C{SocketHandler}'s (or C{DatagramHandler}'s) own C{handleError}
+    does apart from printing: with C{closeOnError}, close the socket, so
+    that the next record connects again.
+    """
+    if not isinstance(handler, logging.handlers.SocketHandler):
+        return
+    if type(handler).handleError is not logging.handlers.SocketHandler.handleError:
+        return
+    sock = handler.sock
+    if handler.closeOnError and sock:
+        try:
+            sock.close()
+        except Exception:
+            pass
+        handler.sock = None
 
 
 def _handlerCollected(core: HardenedSink[logging.LogRecord]) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "StreamWriter",
     "defaultReporter",
     "describe",
+    "releaseName",
     "setDefaultReporter",
     "uniqueName",
 ]
@@ -486,3 +487,17 @@ def uniqueName(name: str, sink: object) -> str:
         except TypeError:
             pass  # not weakly referenceable: nothing to reserve
         return candidate
+
+
+def releaseName(name: str, sink: object) -> None:
+    """
+    Give up C{name} if L{uniqueName} reserved it for C{sink}: a sink that
+    is done with lets the next one alike have the plain name again, even
+    before it is collected.
+    """
+    with _namesLock:
+        try:
+            if _liveNames.get(name) is sink:
+                del _liveNames[name]
+        except Exception:
+            pass

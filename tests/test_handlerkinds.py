@@ -1,0 +1,170 @@
+"""
+Hardening stdlib handlers in place, tried with the handler kinds and the
+life cycles a production application has: a long-lived handler hardened
+and given back many times, and the stdlib handlers whose own
+C{handleError} does more than print.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import logging
+import logging.handlers
+import socket
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogPublisher
+
+from twisted_safelog import SafeHandler, hardenHandler, hardeningOf, install, uninstall
+from twisted_safelog._registry import hardenedSinks
+
+from .helpers import BrokenHandler, RecordingReporter
+
+
+class _Unprintable:
+    """
+    A log message whose C{str} raises: any handler that formats it fails.
+    """
+
+    def __str__(self) -> str:
+        raise ValueError("cannot format this message")
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    logger = logging.getLogger("tests.handlerkinds")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger
+    logger.handlers[:] = []
+
+
+# -- a long-lived handler, hardened and given back many times -------------------
+
+
+def test_aHandlerHardenedAndGivenBackManyTimesKeepsNoOldHardening() -> None:
+    """
+    An application's one long-lived handler, wrapped in a L{SafeHandler}
+    that is closed, or hardened by C{install()} that is undone, again and
+    again: each hardening given back is gone (not listed among the process's
+    hardened sinks, collected), and the handler keeps its plain name.
+    """
+    handler = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    gc.collect()
+    before = len(hardenedSinks())
+    cores: list[weakref.ref[object]] = []
+    names = set()
+    try:
+        for _ in range(50):
+            safe = SafeHandler(handler, reporter=RecordingReporter())
+            cores.append(weakref.ref(safe.core))
+            names.add(safe.core.name)
+            safe.close()
+            del safe
+        root.addHandler(handler)
+        for _ in range(50):
+            publisher = LogPublisher()
+            install(publisher, reporter=RecordingReporter(), clock=Clock())
+            hardening = hardeningOf(handler)
+            assert hardening is not None
+            cores.append(weakref.ref(hardening.core))
+            names.add(hardening.name)
+            del hardening
+            uninstall(publisher)
+    finally:
+        root.removeHandler(handler)
+    gc.collect()
+    assert hardeningOf(handler) is None
+    assert len(hardenedSinks()) == before
+    assert [ref for ref in cores if ref() is not None] == []
+    assert names == {"<StreamHandler (NOTSET)>"}
+
+
+def test_recordsBufferedWhenTheHardeningIsUndoneAreAccounted(logger: logging.Logger) -> None:
+    """
+    C{uninstall()} gives a quarantined handler back: what its hardening
+    still buffered is counted and reported then (reason C{"shutdown"}), not
+    kept by a hardening nobody can reach.
+    """
+    reporter = RecordingReporter()
+    publisher = LogPublisher()
+    install(publisher, reporter=reporter, clock=Clock(), failureThreshold=2, bufferSize=10)
+    try:
+        broken = BrokenHandler()
+        logger.addHandler(broken)
+        for n in range(6):
+            logger.error("event %d", n)
+        hardening = hardeningOf(broken)
+        assert hardening is not None
+        name = hardening.name
+        assert hardening.stats().buffered == 4
+        del hardening
+    finally:
+        uninstall(publisher)
+    assert hardeningOf(broken) is None
+    assert (name, "shutdown", 4) in reporter.drops
+
+
+# -- handlers whose own handleError does more than print ------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """
+    A TCP server on 127.0.0.1 that accepts and never reads; yields its port.
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
+def _failOnce(handler: logging.handlers.SocketHandler, logger: logging.Logger) -> None:
+    handler.closeOnError = True
+    logger.addHandler(handler)
+    logger.warning("connects")
+    assert handler.sock is not None
+    logger.warning(_Unprintable())
+
+
+def test_plainSocketHandlerClosesItsSocketOnErrorWhenAskedTo(
+    listening: int, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    Without the library: a C{SocketHandler} with C{closeOnError} closes its
+    socket in C{handleError} (instead of printing a traceback).
+    """
+    handler = logging.handlers.SocketHandler("127.0.0.1", listening)
+    _failOnce(handler, logger)
+    assert handler.sock is None
+    assert capsys.readouterr().err == ""
+    handler.close()
+
+
+@pytest.mark.parametrize("kind", ["SocketHandler", "DatagramHandler"])
+def test_aHardenedSocketHandlerStillClosesItsSocketOnError(
+    kind: str, listening: int, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    Hardened, C{handleError} no longer prints, but still does the rest of
+    what the handler's own did: with C{closeOnError}, close the socket (the
+    next record connects again).
+    """
+    handler = getattr(logging.handlers, kind)("127.0.0.1", listening)
+    reporter = RecordingReporter()
+    hardenHandler(handler, reporter=reporter)
+    _failOnce(handler, logger)
+    assert handler.sock is None
+    assert [error for _, error, _ in reporter.failures if isinstance(error, ValueError)]
+    assert capsys.readouterr().err == ""
+    logger.warning("connects again")
+    assert handler.sock is not None
+    handler.close()
