@@ -13,13 +13,20 @@ import logging
 import logging.handlers
 import socket
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogPublisher
 
-from twisted_safelog import SafeHandler, hardenHandler, hardeningOf, install, uninstall
+from twisted_safelog import (
+    SafeHandler,
+    hardenHandler,
+    hardenHandlers,
+    hardeningOf,
+    install,
+    uninstall,
+)
 from twisted_safelog._registry import hardenedSinks
 
 from .helpers import BrokenHandler, RecordingReporter
@@ -168,3 +175,53 @@ def test_aHardenedSocketHandlerStillClosesItsSocketOnError(
     logger.warning("connects again")
     assert handler.sock is not None
     handler.close()
+
+
+# -- arguments checked where they are given ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"stdlib": "no"}, "stdlib"),
+        ({"reporter": "stderr"}, "reporter"),
+        ({"clock": 5}, "clock"),
+        ({"publisher": 42}, "publisher"),
+    ],
+)
+def test_installRejectsNonsensicalArgumentsNamingThem(
+    arguments: dict[str, object], named: str
+) -> None:
+    """
+    C{install()} given a value that cannot work (a truthy string for
+    C{stdlib}, a reporter or clock lacking what they are used for, a
+    publisher that is none) fails at once naming it, and installs nothing.
+    """
+    from twisted.logger import globalLogPublisher
+
+    publisher = arguments.pop("publisher", LogPublisher())
+    with pytest.raises(TypeError, match=named):
+        install(publisher, **arguments)  # type: ignore[arg-type]
+    assert "addObserver" not in vars(globalLogPublisher)
+    assert logging.Logger.addHandler is _plainAddHandler
+
+
+_plainAddHandler = logging.Logger.addHandler
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: SafeHandler(logging.StreamHandler(), fallback=42), "fallback"),
+        (lambda: hardenHandler(logging.StreamHandler(), fallback="stderr"), "fallback"),
+        (lambda: hardenHandler(logging.StreamHandler(), name=3), "name"),
+        (lambda: hardenHandler(logging.StreamHandler(), reporter=object()), "reporter"),
+        (lambda: SafeHandler(logging.StreamHandler(), clock="monotonic"), "clock"),
+        (lambda: hardenHandlers("root"), "logger"),
+    ],
+)
+def test_handlerHardeningRejectsNonsensicalArgumentsNamingThem(
+    make: Callable[[], object], named: str
+) -> None:
+    with pytest.raises(TypeError, match=named):
+        make()

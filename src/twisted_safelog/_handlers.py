@@ -50,6 +50,35 @@ __all__ = [
 ]
 
 
+def checkCollaborators(
+    where: str,
+    *,
+    name: object = None,
+    fallback: object = None,
+    reporter: object = None,
+    clock: object = None,
+) -> None:
+    """
+    Reject, naming it, an argument given to C{where} that cannot work: a
+    C{name} that is not a string, a C{fallback} that is not a stdlib
+    handler, a C{reporter} without L{IReporter}'s methods, a C{clock}
+    without C{seconds()}. L{None} is always accepted.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{where}: name must be a string, not {name!r}")
+    if fallback is not None and not isinstance(fallback, logging.Handler):
+        raise TypeError(f"{where}: fallback must be a logging.Handler, not {fallback!r}")
+    if reporter is not None:
+        missing = [m for m in IReporter.names() if not callable(getattr(reporter, m, None))]
+        if missing:
+            raise TypeError(
+                f"{where}: reporter must provide IReporter ({', '.join(sorted(missing))}"
+                f" missing), not {reporter!r}"
+            )
+    if clock is not None and not callable(getattr(clock, "seconds", None)):
+        raise TypeError(f"{where}: clock must have a seconds() method, not {clock!r}")
+
+
 class _HandlerFailed(Exception):
     """
     A handler reported a failure through C{handleError} without raising.
@@ -94,6 +123,9 @@ class HandlerHardening:
         if not isinstance(handler, logging.Handler):
             raise TypeError(f"a logging.Handler is needed, not {handler!r}")
         policy = Policy.of(policy, settings, "hardenHandler()")
+        checkCollaborators(
+            "hardenHandler()", name=name, fallback=fallback, reporter=reporter, clock=clock
+        )
         reporter = defaultReporter() if reporter is None else reporter
         self._ref = weakref.ref(handler)
         self.name = uniqueName(describe(handler), self) if name is None else name
@@ -266,6 +298,7 @@ def hardenHandler(
     """
     policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandler()")
     others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
+    checkCollaborators("hardenHandler()", **others)
     with _hardenLock:
         existing = hardeningOf(handler)
         if existing is not None:
@@ -316,6 +349,9 @@ class SafeHandler(logging.Handler):
         if not isinstance(handler, logging.Handler) or isinstance(handler, SafeHandler):
             raise TypeError(f"SafeHandler needs a logging.Handler, not {handler!r}")
         policy = Policy.of(policy, settings, "SafeHandler()")
+        checkCollaborators(
+            "SafeHandler()", name=name, fallback=fallback, reporter=reporter, clock=clock
+        )
         super().__init__(handler.level)
         self.handler = handler
         self.hardening = hardenHandler(
@@ -437,8 +473,11 @@ def hardenHandlers(
     @param policy: the hardening settings (L{Policy}).
     @param arguments: the other arguments of L{HandlerHardening}.
     """
+    if logger is not None and not isinstance(logger, logging.Logger):
+        raise TypeError(f"hardenHandlers(): logger must be a logging.Logger, not {logger!r}")
     policy = Policy.of(policy, _settingsOnly(arguments), "hardenHandlers()")
     others = {k: v for k, v in arguments.items() if k in _NOT_SETTINGS}
+    checkCollaborators("hardenHandlers()", **others)
     made: list[HandlerHardening] = []
     with _hardenLock:
         for each in loggerTree(logger):

@@ -21,7 +21,13 @@ from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
 from ._accounting import accountAll, watchReactor
 from ._breaker import IClock
-from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, needsHardening
+from ._handlers import (
+    HandlerHardening,
+    checkCollaborators,
+    hardenHandler,
+    hardenHandlers,
+    needsHardening,
+)
 from ._policy import Policy
 from ._registry import isHardened
 from ._report import IReporter
@@ -203,6 +209,11 @@ def install(
     """
     if publisher is None:
         publisher = globalLogPublisher
+    if not isinstance(publisher, LogPublisher):
+        raise TypeError(f"install(): publisher must be a LogPublisher, not {publisher!r}")
+    if not isinstance(stdlib, bool):
+        raise TypeError(f"install(): stdlib must be True or False, not {stdlib!r}")
+    checkCollaborators("install()", reporter=reporter, clock=clock)
     safeArguments: dict[str, Any] = {"policy": Policy.of(policy, settings, "install()")}
     if reporter is not None:
         safeArguments["reporter"] = reporter
