@@ -11,7 +11,9 @@ import gc
 import io
 import logging
 import logging.handlers
+import queue
 import socket
+import time
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -225,3 +227,110 @@ def test_handlerHardeningRejectsNonsensicalArgumentsNamingThem(
 ) -> None:
     with pytest.raises(TypeError, match=named):
         make()
+
+
+# -- handlers behind a queue or a memory buffer --------------------------------
+
+
+class _RaisingOn(logging.Handler):
+    """
+    Keeps every message, but raises from C{emit} for one containing C{bad}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "bad" in record.getMessage():
+            raise RuntimeError("sink down")
+        self.messages.append(record.getMessage())
+
+
+def _throughAListener(logger: logging.Logger) -> tuple[_RaisingOn, bool]:
+    """
+    Log C{one}, C{bad}, C{two} through a C{QueueHandler} to a
+    C{QueueListener} whose handler raises on C{bad}; the handler, and
+    whether the listener's thread is still alive afterwards.
+    """
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    target = _RaisingOn()
+    listener = logging.handlers.QueueListener(records, target)
+    listener.start()
+    logger.addHandler(logging.handlers.QueueHandler(records))
+    for message in ("one", "bad", "two"):
+        logger.info(message)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and listener._thread.is_alive():  # type: ignore[attr-defined]
+        if "two" in target.messages:
+            break
+        time.sleep(0.01)
+    alive = listener._thread.is_alive()  # type: ignore[attr-defined]
+    if alive:
+        listener.stop()
+    return target, alive
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_plainQueueListenerDiesWhenItsHandlerRaises(logger: logging.Logger) -> None:
+    """
+    Without the library: a handler behind a C{QueueListener} that raises
+    ends the listener's thread; every later record stays in the queue.
+    """
+    target, alive = _throughAListener(logger)
+    assert target.messages == ["one"]
+    assert not alive
+
+
+def test_aQueueListenersHandlersAreHardenedUnderInstall(logger: logging.Logger) -> None:
+    """
+    Under C{install()}, the handlers a C{QueueListener} delivers to are
+    hardened too (in place, like handlers attached to loggers): the raising
+    one is counted and reported, the listener lives on and delivers the
+    next record; C{uninstall()} gives them back.
+    """
+    reporter = RecordingReporter()
+    publisher = LogPublisher()
+    install(publisher, reporter=reporter, clock=Clock())
+    try:
+        target, alive = _throughAListener(logger)
+        assert alive
+        assert target.messages == ["one", "two"]
+        assert [str(error) for _, error, _ in reporter.failures] == ["sink down"]
+        assert hardeningOf(target) is not None
+    finally:
+        uninstall(publisher)
+    assert hardeningOf(target) is None
+    assert logging.handlers.QueueListener.handle is _plainListenerHandle
+
+
+_plainListenerHandle = logging.handlers.QueueListener.handle
+
+
+def test_aMemoryHandlersTargetIsHardenedUnderInstall(
+    logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    Under C{install()}, the target a C{MemoryHandler} flushes to is
+    hardened too: its failures are reported out of band, not printed.
+    """
+    reporter = RecordingReporter()
+    publisher = LogPublisher()
+    install(publisher, reporter=reporter, clock=Clock())
+    try:
+        target = BrokenHandler()
+        memory = logging.handlers.MemoryHandler(2, target=target)
+        logger.addHandler(memory)
+        for n in range(4):
+            logger.info("event %d", n)
+        assert target.calls == 4
+        hardening = hardeningOf(target)
+        assert hardening is not None
+        assert {sink for sink, _, _ in reporter.failures} == {hardening.name}
+        assert hardening.stats().failed == 4
+        del hardening
+        memory.close()
+    finally:
+        uninstall(publisher)
+    assert hardeningOf(target) is None
+    assert capsys.readouterr().err == ""

@@ -13,6 +13,7 @@ puts everything back as it was.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -161,16 +162,43 @@ def _addHandler(self: logging.Logger, hdlr: logging.Handler) -> None:
     _originalAddHandler(self, hdlr)
 
 
+def _hardenBehind(handlers: Any) -> None:
+    # Handlers no logger holds, that a QueueListener or a MemoryHandler
+    # delivers to: hardened in place the first time a record goes their way.
+    for handler in handlers:
+        if isinstance(handler, logging.Handler) and needsHardening(handler):
+            _installHardened.add(hardenHandler(handler, **_handlerArguments))
+
+
+_originalListenerHandle = logging.handlers.QueueListener.handle
+_originalMemoryFlush = logging.handlers.MemoryHandler.flush
+
+
+def _listenerHandle(self: logging.handlers.QueueListener, record: logging.LogRecord) -> None:
+    _hardenBehind(self.handlers)
+    _originalListenerHandle(self, record)
+
+
+def _memoryFlush(self: logging.handlers.MemoryHandler) -> None:
+    if self.target is not None:
+        _hardenBehind((self.target,))
+    _originalMemoryFlush(self)
+
+
 def _patchStdlib(arguments: dict[str, Any]) -> None:
     _handlerArguments.clear()
     _handlerArguments.update(arguments)
     for hardening in hardenHandlers(**arguments):
         _installHardened.add(hardening)
     logging.Logger.addHandler = _addHandler  # type: ignore[method-assign]
+    logging.handlers.QueueListener.handle = _listenerHandle  # type: ignore[method-assign]
+    logging.handlers.MemoryHandler.flush = _memoryFlush  # type: ignore[method-assign,assignment]
 
 
 def _unpatchStdlib() -> None:
     logging.Logger.addHandler = _originalAddHandler  # type: ignore[method-assign]
+    logging.handlers.QueueListener.handle = _originalListenerHandle  # type: ignore[method-assign]
+    logging.handlers.MemoryHandler.flush = _originalMemoryFlush  # type: ignore[method-assign]
     for hardening in list(_installHardened):
         hardening.undo()
     _installHardened.clear()
