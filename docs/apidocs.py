@@ -61,7 +61,25 @@ def twistedInventories(work: Path) -> list[str]:
             *map(str, sources),
         )
         files.append(f"--intersphinx-file={out / 'objects.inv'}::{TWISTED_API}")
+    # Modules pydoctor cannot index on their own, by hand.
+    extra = [
+        "twisted.internet.threads.deferToThread py:function 1 "
+        "twisted.internet.threads.html#deferToThread -",
+    ]
+    files.append(
+        f"--intersphinx-file={writeInventory(work / 'extra.inv', 'Twisted', extra)}::{TWISTED_API}"
+    )
     return files
+
+
+def writeInventory(path: Path, project: str, lines: list[str]) -> Path:
+    """
+    Write a Sphinx inventory (version 2) of C{lines} to C{path}.
+    """
+    header = f"# Sphinx inventory version 2\n# Project: {project}\n# Version: 0\n".encode()
+    header += b"# The remainder of this file is compressed using zlib.\n"
+    path.write_bytes(header + zlib.compress(("\n".join(lines) + "\n").encode()))
+    return path
 
 
 def pythonInventory(work: Path) -> str:
