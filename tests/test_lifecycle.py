@@ -680,3 +680,64 @@ def test_noThreadOfOursIsThereWhenTheProcessForks() -> None:
     assert ours(found["parentAfter"]) == {watchdog, "worker"}, found
     assert found["parentDelivered"] is True
     assert found["parentSeen"] == [0, 2]
+
+
+# -- signals ----------------------------------------------------------------------
+
+
+def test_aSignalHandlerThatLogsNeverDeadlocksTheThreadItInterrupts() -> None:
+    """
+    twistd's SIGTERM and SIGINT handlers log ("Received SIGTERM, shutting
+    down.") on the main thread, between any two bytecodes of whatever it was
+    doing: often in the middle of a log call into the same non-blocking
+    observer, holding its queue's lock or the reporter's. The handler's own
+    log call must not wait for a lock its own thread holds: with a timer
+    signal firing every 2 ms into a handler that logs, while the main thread
+    logs as fast as it can (into a queue with room, then into a full one
+    whose drops are reported), the process ends, and every event, the
+    handler's included, is accounted for.
+    """
+    script = PRELUDE + textwrap.dedent(
+        """
+        import faulthandler, signal
+        # A deadlock ends the process with the stacks on stderr.
+        faulthandler.dump_traceback_later(40, exit=True)
+        lines = []
+        reporter = Reporter(write=lines.append)
+        results = {}
+        for name, maxQueue, slow in (("room", 10_000, False), ("full", 2, True)):
+            def sink(e, slow=slow):
+                if slow:
+                    time.sleep(0.0005)
+            observer = NonBlockingObserver(sink, maxQueue=maxQueue, reporter=reporter)
+            handled = [0]
+            def onSignal(signum, frame, observer=observer, handled=handled):
+                handled[0] += 1
+                observer({"log_format": "Received SIGTERM, shutting down.",
+                          "log_time": 0.0, "log_namespace": "signal"})
+            signal.signal(signal.SIGALRM, onSignal)
+            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+            n = 0
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                observer(ev(n))
+                n += 1
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            observer.flush(20)
+            s = observer.stats()
+            results[name] = {"logged": n, "handled": handled[0], "received": s.received,
+                             "accounted": s.delivered + s.failed + s.dropped + s.buffered}
+        faulthandler.cancel_dump_traceback_later()
+        print(json.dumps(results))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("room", "full"):
+        counts = found[name]
+        assert counts["handled"] > 50, found
+        assert counts["received"] == counts["logged"] + counts["handled"], found
+        assert counts["accounted"] == counts["received"], found

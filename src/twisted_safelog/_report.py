@@ -157,13 +157,15 @@ class Reporter:
         self.clock = MonotonicClock() if clock is None else clock
         self.interval = interval
         self.tracebackLimit = tracebackLimit
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs may run on a thread that
+        # holds it, between any two bytecodes (see Channel.reset).
+        self._lock = threading.RLock()
         self._repeats: dict[tuple[str, ...], _Repeats] = {}
         self._seen: set[tuple[str, ...]] = set()
         registerForFork(self)
 
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         return None
 
     def __repr__(self) -> str:

@@ -40,8 +40,13 @@ class Channel:
         """
         Fresh locks and no worker (at creation, and in a forked child, where
         the worker is gone and its locks may be held for ever).
+
+        The lock is reentrant: a signal handler that logs (twistd's SIGTERM
+        and SIGINT handlers do) runs on the main thread between any two
+        bytecodes, possibly while that thread holds the lock in a log call;
+        its own log call must not wait for it.
         """
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
         #: Notified when an event leaves the queue (for the block policy).
         self.room = threading.Condition(self.lock)
