@@ -741,3 +741,59 @@ def test_aSignalHandlerThatLogsNeverDeadlocksTheThreadItInterrupts() -> None:
         assert counts["handled"] > 50, found
         assert counts["received"] == counts["logged"] + counts["handled"], found
         assert counts["accounted"] == counts["received"], found
+
+
+def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
+    """
+    The same without a queue (C{TWISTED_SAFELOG_NONBLOCKING=false}): while a
+    sink fails now and then, or is quarantined and probed, the caller's
+    thread takes the hardened sink's, its breaker's and its accounts' locks
+    outside the delivery; a signal handler that logs into the same sink
+    while one of them is held must not wait for it. Every event is
+    accounted for.
+    """
+    script = PRELUDE + textwrap.dedent(
+        """
+        import faulthandler, signal
+        faulthandler.dump_traceback_later(40, exit=True)
+        lines = []
+        reporter = Reporter(write=lines.append)
+        results = {}
+        for name, every in (("sometimes", 2), ("always", 1)):
+            calls = [0]
+            def sink(e, calls=calls, every=every):
+                calls[0] += 1
+                if calls[0] % every == 0:
+                    raise ValueError("the sink failed")
+            observer = SafeObserver(sink, reporter=reporter, resetTimeout=0.001,
+                                    maxResetTimeout=0.001)
+            handled = [0]
+            def onSignal(signum, frame, observer=observer, handled=handled):
+                handled[0] += 1
+                observer({"log_format": "Received SIGTERM, shutting down.",
+                          "log_time": 0.0, "log_namespace": "signal"})
+            signal.signal(signal.SIGALRM, onSignal)
+            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+            n = 0
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                observer(ev(n))
+                n += 1
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            s = observer.stats()
+            results[name] = {"logged": n, "handled": handled[0], "received": s.received,
+                             "accounted": s.delivered + s.failed + s.dropped + s.buffered}
+        faulthandler.cancel_dump_traceback_later()
+        print(json.dumps(results))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("sometimes", "always"):
+        counts = found[name]
+        assert counts["handled"] > 50, found
+        assert counts["received"] == counts["logged"] + counts["handled"], found
+        assert counts["accounted"] == counts["received"], found

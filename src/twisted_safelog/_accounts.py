@@ -63,7 +63,7 @@ class SinkAccounts:
         self.drops = Drops()
         #: Drops already reported, by reason.
         self.reported = dict.fromkeys(_AGGREGATED, 0)
-        self.reportLock = threading.Lock()
+        self.reportLock = threading.RLock()
 
     def ended(self) -> int:
         """

@@ -126,7 +126,7 @@ class CircuitBreaker:
         checkNumber("earlyProbes", earlyProbes, integer=True, minimum=0)
         self.earlyProbes = earlyProbes
         self.clock: IClock = MonotonicClock() if clock is None else clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: The current state (read-only for callers). Reading it never
         #: changes it: an open breaker whose timeout has passed stays open
         #: until a caller asks L{allow}. A plain attribute, read without the
@@ -151,7 +151,7 @@ class CircuitBreaker:
         would leave the breaker half-open for ever. Let the next caller
         probe instead.
         """
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         if self.state is _HALF_OPEN:
             self.state = _OPEN
             self._probingEarly = False

@@ -160,7 +160,7 @@ class HardenedSink(Generic[T]):
         # as received already; the others in _active are on the healthy
         # path, whose events are counted when they end (see SinkAccounts).
         self._slowActive: set[int] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         # Items waiting for replay, oldest first. Bounded: appending to a
         # full buffer drops the oldest item by itself, and SinkAccounts
         # counts those drops without a lock or a check per event.
@@ -705,7 +705,7 @@ class HardenedSink(Generic[T]):
         flight on those threads, and (unless C{keepPending}) the replay
         buffer, belong to the parent: counted here as dropped (C{"fork"}).
         """
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._draining = False
         # The breaker may have given back a probe in flight on a thread that
         # is gone: let the next event ask it.

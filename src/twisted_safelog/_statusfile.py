@@ -142,7 +142,7 @@ class StatusFile:
         return f"StatusFile({self.path!r}, interval={self.interval:g})"
 
     def _setUpThreading(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._dirty = False
         self._stopping = False
