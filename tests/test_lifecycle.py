@@ -797,3 +797,53 @@ def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
         assert counts["handled"] > 50, found
         assert counts["received"] == counts["logged"] + counts["handled"], found
         assert counts["accounted"] == counts["received"], found
+
+
+# -- multiprocessing ----------------------------------------------------------------
+
+
+def test_aMultiprocessingChildDeliversItsLastLinesBeforeItEnds(tmp_path: Path) -> None:
+    """
+    A C{multiprocessing} child made with the fork start method ends with
+    C{os._exit()}: no C{atexit} handler runs in it. What it logged into a
+    non-blocking observer just before returning is still delivered (the
+    queue is flushed when C{threading} shuts down, which the child does
+    run); and with a sink stuck for ever, the child still ends within the
+    flush deadline and says how many events it could not deliver.
+    """
+    script = PRELUDE + textwrap.dedent(
+        f"""
+        import multiprocessing
+        from twisted_safelog import safeFileLogObserver
+        healthy = NonBlockingObserver(safeFileLogObserver({str(tmp_path / "child.log")!r}))
+        never = threading.Event()
+        stuck = NonBlockingObserver(lambda e: never.wait(), flushTimeout=1.0)
+
+        def child(which):
+            for n in range(200):
+                which(ev(n))
+
+        context = multiprocessing.get_context("fork")
+        results = {{}}
+        for name, which in (("healthy", healthy), ("stuck", stuck)):
+            process = context.Process(target=child, args=(which,))
+            began = time.monotonic()
+            process.start()
+            process.join(30)
+            results[name] = {{"exitcode": process.exitcode, "took": time.monotonic() - began}}
+            if process.exitcode is None:
+                process.kill()
+        print(json.dumps(results))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["healthy"]["exitcode"] == 0, found
+    lines = (tmp_path / "child.log").read_text().splitlines()
+    assert [line.rsplit(" ", 1)[-1] for line in lines] == [str(n) for n in range(200)]
+    assert found["stuck"]["exitcode"] == 0, found
+    assert found["stuck"]["took"] < 20, found
+    assert "199 queued events could not be delivered within 1s" in result.stderr, result.stderr

@@ -61,11 +61,33 @@ _START_RETRY = 1.0
 @atexit.register
 def _flushAllAtExit() -> None:
     # One deadline for all of them: a process with several stuck sinks must
-    # still end within one flush timeout.
+    # still end within one flush timeout (and none waits past its own).
     instances = list(_instances)
     deadline = time.monotonic() + max((i.flushTimeout for i in instances), default=0.0)
     for instance in instances:
-        instance.shutdown(max(0.0, deadline - time.monotonic()))
+        instance.shutdown(min(instance.flushTimeout, max(0.0, deadline - time.monotonic())))
+
+
+def _flushWhenThreadingShutsDown() -> None:
+    """
+    Also flush when C{threading} shuts down, before it joins the threads: a
+    C{multiprocessing} child made with the fork start method runs that, then
+    ends with C{os._exit()}, never running C{atexit} handlers (at an
+    ordinary exit this runs first, and the C{atexit} flush finds nothing
+    left). C{threading._register_atexit} is what C{concurrent.futures} uses
+    for the same reason (Python 3.9 and later).
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+    try:
+        register(_flushAllAtExit)
+    except RuntimeError:
+        # Imported while the interpreter is already shutting down.
+        pass
+
+
+_flushWhenThreadingShutsDown()
 
 
 @implementer(ILogObserver, IHardenedSink)
