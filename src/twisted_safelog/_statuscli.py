@@ -11,6 +11,7 @@ process stopped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -61,11 +62,16 @@ def judge(path: str, maxAge: float | None = None, now: float | None = None) -> V
         return Verdict(UNKNOWN, f"{path}: cannot read the status file ({error})", None)
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
         return Verdict(UNKNOWN, f"{path}: not a twisted-safelog status file", None)
-    try:
-        written = float(document["written"])
-        interval = float(document["interval"])
-        sinks = list(document["sinks"])
-    except (KeyError, TypeError, ValueError):
+    written = _finite(document.get("written"))
+    interval = _finite(document.get("interval"))
+    sinks = document.get("sinks")
+    if (
+        written is None
+        or interval is None
+        or interval <= 0
+        or not isinstance(sinks, list)
+        or not all(isinstance(sink, dict) for sink in sinks)
+    ):
         return Verdict(UNKNOWN, f"{path}: not a twisted-safelog status file", None)
     age = now - written
     limit = defaultMaxAge(interval) if maxAge is None else maxAge
@@ -78,11 +84,40 @@ def judge(path: str, maxAge: float | None = None, now: float | None = None) -> V
             f"(is process {document.get('pid')} alive?)",
             document,
         )
-    bad = [sink for sink in sinks if not sink.get("healthy")]
+    bad = [sink for sink in sinks if sink.get("healthy") is not True]
     if bad:
-        states = ", ".join(f"{sink.get('name')} {sink.get('state')}" for sink in bad)
+        states = ", ".join(
+            f"{_printable(sink.get('name'))} {_printable(sink.get('state'))}" for sink in bad
+        )
         return Verdict(UNHEALTHY, f"{len(bad)} of {len(sinks)} sinks unhealthy: {states}", document)
     return Verdict(HEALTHY, f"all {len(sinks)} sinks healthy", document)
+
+
+def _finite(value: object) -> float | None:
+    """
+    C{value} as a finite number, or L{None} if it is not one.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _printable(value: object) -> str:
+    """
+    C{value} as text on one line: newlines, tabs, escape sequences and other
+    unprintable characters escaped, so one sink is one row and a monitoring
+    system's first line is the whole verdict.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _since(entry: Mapping[str, Any], now: float, key: str = "since") -> str:
+    since = _finite(entry.get(key))
+    return "-" if since is None else _ago(now - since)
 
 
 def _ago(seconds: float) -> str:
@@ -94,10 +129,14 @@ def _ago(seconds: float) -> str:
 
 
 def _drops(sink: Mapping[str, Any]) -> str:
-    byReason = sink.get("droppedByReason") or {}
-    detail = ", ".join(f"{reason}={count}" for reason, count in byReason.items() if count)
-    total = sink.get("dropped", 0)
-    return f"{total} ({detail})" if detail else str(total)
+    byReason = sink.get("droppedByReason")
+    if not isinstance(byReason, Mapping):
+        byReason = {}
+    detail = ", ".join(
+        f"{_printable(reason)}={_printable(count)}" for reason, count in byReason.items() if count
+    )
+    total = _printable(sink.get("dropped", 0))
+    return f"{total} ({detail})" if detail else total
 
 
 def _cut(text: str, width: int) -> str:
@@ -114,23 +153,23 @@ def formatTable(verdict: Verdict, now: float | None = None) -> str:
     document = verdict.document
     word = {HEALTHY: "OK", UNHEALTHY: "UNHEALTHY"}.get(verdict.exitCode, "UNKNOWN")
     if document is None:
-        return f"{word}: {verdict.reason}\n"
+        return f"{word}: {_printable(verdict.reason)}\n"
     heading = (
-        f"{word}: {verdict.reason} "
-        f"(pid {document.get('pid')}, written {_ago(now - float(document['written']))})"
+        f"{word}: {_printable(verdict.reason)} "
+        f"(pid {_printable(document.get('pid'))}, written {_since(document, now, 'written')})"
     )
     header = ("SINK", "STATE", "SINCE", "DELIVERED", "FAILED", "DROPPED", "LAST ERROR")
     rows = [header]
     for sink in document["sinks"]:
         rows.append(
             (
-                _cut(str(sink.get("name")), 60),
-                str(sink.get("state")),
-                _ago(now - float(sink.get("since") or now)),
-                str(sink.get("delivered", 0)),
-                str(sink.get("failed", 0)),
+                _cut(_printable(sink.get("name")), 60),
+                _printable(sink.get("state")),
+                _since(sink, now),
+                _printable(sink.get("delivered", 0)),
+                _printable(sink.get("failed", 0)),
                 _drops(sink),
-                _cut(sink.get("lastError") or "-", 60),
+                _cut(_printable(sink.get("lastError") or "-"), 60),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
@@ -151,11 +190,22 @@ def runStatus(
     import sys
 
     out = sys.stdout if out is None else out
-    verdict = judge(os.fspath(path), maxAge)
-    if asJSON:
-        result = dict(verdict.document or {})
-        result["check"] = {"exitCode": verdict.exitCode, "reason": verdict.reason}
-        out.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    else:
-        out.write(formatTable(verdict))
+    try:
+        verdict = judge(os.fspath(path), maxAge)
+        if asJSON:
+            result = dict(verdict.document or {})
+            result["check"] = {"exitCode": verdict.exitCode, "reason": verdict.reason}
+            text = json.dumps(result, indent=1, sort_keys=True) + "\n"
+        else:
+            text = formatTable(verdict)
+    except Exception as error:
+        # A check that crashed would exit 1, "unhealthy", for a file that
+        # says nothing: it is unknown.
+        verdict = Verdict(UNKNOWN, f"{path}: cannot judge the status file ({error!r})", None)
+        if asJSON:
+            check = {"exitCode": verdict.exitCode, "reason": verdict.reason}
+            text = json.dumps({"check": check}, indent=1) + "\n"
+        else:
+            text = formatTable(verdict)
+    out.write(text)
     return verdict.exitCode
