@@ -11,6 +11,7 @@ forks (the status file's writer starts once the reactor runs).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +71,12 @@ def statusFileFor(settings: Settings, reports: RecentReports | None) -> StatusFi
     """
     if not settings.status_file:
         return None
-    statusFile = StatusFile(settings.status_file, settings.status_interval, reports=reports)
+    interval = settings.status_interval
+    if not math.isfinite(interval):
+        variable = f"{ENV_PREFIX}STATUS_INTERVAL"
+        given = os.environ.get(variable, interval)
+        raise ConfigurationError(f"{variable}={given!r} is not valid; use a finite number > 0")
+    statusFile = StatusFile(settings.status_file, interval, reports=reports)
     try:
         statusFile.checkPath()
     except ConfigurationError as error:

@@ -17,6 +17,7 @@ before the fork).
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -125,8 +126,10 @@ class StatusFile:
         reports: RecentReports | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ConfigurationError(f"status file interval must be > 0 seconds, not {interval!r}")
+        if not (math.isfinite(interval) and interval > 0):
+            raise ConfigurationError(
+                f"status file interval must be a finite number > 0 seconds, not {interval!r}"
+            )
         self.path = os.path.abspath(os.fspath(path))
         self.interval = interval
         self.reports = reports
@@ -159,7 +162,9 @@ class StatusFile:
     def checkPath(self) -> None:
         """
         Raise L{ConfigurationError} if the file can never be written (its
-        directory is missing or not one, or the path is a directory).
+        directory is missing or not one, the path is a directory, or the
+        temporary file cannot be made there: asking C{os.access} is not
+        enough: root is told yes for C{/proc} or a FUSE mount that refuses).
         """
         where = f"status file {self.path}"
         if os.path.isdir(self.path):
@@ -169,6 +174,27 @@ class StatusFile:
             raise ConfigurationError(f"{where}: directory {parent} does not exist; create it")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ConfigurationError(f"{where}: directory {parent} is not writable")
+        temporary = self._temporaryPath()
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            # Left by a process that was killed while writing; write()
+            # truncates it.
+            pass
+        except OSError as error:
+            reason = error.strerror or error
+            raise ConfigurationError(
+                f"{where}: cannot create a file in {parent} ({reason})"
+            ) from None
+        else:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+    def _temporaryPath(self) -> str:
+        directory, base = os.path.split(self.path)
+        return os.path.join(directory, f".{base}.{os.getpid()}.tmp")
 
     # -- writing ------------------------------------------------------------------
 
@@ -181,8 +207,7 @@ class StatusFile:
         """
         document = statusDocument(self.interval, self.reports, self.extra, stopped)
         data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-        directory, base = os.path.split(self.path)
-        temporary = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
+        temporary = self._temporaryPath()
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)

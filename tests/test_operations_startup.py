@@ -1,0 +1,101 @@
+"""
+A status file that can never be written, or a status interval that makes no
+sense, stops a real twistd at start-up with one line that says what to fix
+(the status file is the fallback for reports when fd 2 is C{/dev/null}: one
+that silently never appears would leave an operator with nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from twisted_safelog import ConfigurationError, StatusFile
+
+from .twistdprocess import environment, twistdCommand
+
+
+def runTwistd(tmp: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """
+    A real twistd with the factory, ended at once by the tac unless the
+    factory refuses to start.
+    """
+    tac = tmp / "stop.tac"
+    tac.write_text(
+        "from twisted.application import service\n"
+        "from twisted.internet import reactor\n"
+        "application = service.Application('startup')\n"
+        "reactor.callWhenRunning(reactor.stop)\n"
+    )
+    return subprocess.run(
+        [
+            *twistdCommand(),
+            "-n",
+            "--pidfile=",
+            "--logger=twisted_safelog.observer",
+            f"--logfile={tmp / 'twistd.log'}",
+            "-y",
+            str(tac),
+        ],
+        cwd=tmp,
+        env=environment(**variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def oneLine(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("twisted-safelog: ")
+    return lines[0]
+
+
+def test_aStatusFileWhereNoFileCanBeMadeStopsTwistd(tmp_path: Path) -> None:
+    """
+    C{/proc} is a real directory that root may write to by its mode bits,
+    yet no file can be made in it: checking the mode is not enough.
+    """
+    path = "/proc/twisted-safelog-status.json"
+    assert os.access("/proc", os.W_OK | os.X_OK)  # why asking is not enough
+    line = oneLine(runTwistd(tmp_path, TWISTED_SAFELOG_STATUS_FILE=path))
+    assert (
+        f"TWISTED_SAFELOG_STATUS_FILE: status file {path}: cannot create a file in /proc (" in line
+    )
+
+
+def test_checkPathLeavesNothingBehind(tmp_path: Path) -> None:
+    """
+    Proving that the file can be written creates nothing that stays.
+    """
+    StatusFile(tmp_path / "status.json").checkPath()
+    assert os.listdir(tmp_path) == []
+
+
+def test_checkPathRefusesADirectoryWhereNoFileCanBeMade() -> None:
+    with pytest.raises(ConfigurationError, match="cannot create a file in /proc"):
+        StatusFile("/proc/twisted-safelog-status.json").checkPath()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e999"])
+def test_aNonFiniteStatusIntervalStopsTwistd(tmp_path: Path, value: str) -> None:
+    line = oneLine(
+        runTwistd(
+            tmp_path,
+            TWISTED_SAFELOG_STATUS_FILE=str(tmp_path / "status.json"),
+            TWISTED_SAFELOG_STATUS_INTERVAL=value,
+        )
+    )
+    assert f"TWISTED_SAFELOG_STATUS_INTERVAL={value!r} is not valid" in line
+    assert not (tmp_path / "status.json").exists()
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_statusFileRefusesANonFiniteInterval(tmp_path: Path, value: float) -> None:
+    with pytest.raises(ConfigurationError, match="interval"):
+        StatusFile(tmp_path / "status.json", interval=value)
