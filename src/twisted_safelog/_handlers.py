@@ -18,6 +18,7 @@ import logging.handlers
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
@@ -145,7 +146,9 @@ class HandlerHardening:
             fallbackHandle = fallback.handle
         self.fallback = fallback
         self.core: HardenedSink[logging.LogRecord] = HardenedSink(
-            self._emit if self._originalEmit is None else self._originalEmit,
+            _classEmitter(self._ref, self._classEmit)
+            if self._originalEmit is None
+            else self._originalEmit,
             policy,
             name=self.name,
             fallback=fallbackHandle,
@@ -177,14 +180,6 @@ class HandlerHardening:
         An immutable snapshot of the handler's counters and state.
         """
         return self.core.stats()
-
-    def _emit(self, record: logging.LogRecord) -> None:
-        """
-        The core's sink when the handler has no C{emit} of its own on the
-        instance: the class's C{emit}, on the handler held weakly (once it
-        is collected, the call fails and is counted).
-        """
-        self._classEmit(self._ref(), record)  # type: ignore[arg-type]
 
     def _capture(self, record: logging.LogRecord) -> None:
         """
@@ -250,6 +245,25 @@ def _closeOnError(handler: logging.Handler | None) -> None:
         except Exception:
             pass
         handler.sock = None
+
+
+def _classEmitter(
+    ref: weakref.ref[logging.Handler],
+    classEmit: Callable[[logging.Handler, logging.LogRecord], None],
+) -> Callable[[logging.LogRecord], None]:
+    """
+    The core's sink when the handler has no C{emit} of its own on the
+    instance: the class's C{emit}, on the handler held weakly (once it is
+    collected, the call fails and is counted). Not a method of the
+    hardening: the core would hold the hardening that holds it, and both
+    would outlive the handler (listed by L{status}) until the cycle
+    collector ran.
+    """
+
+    def emit(record: logging.LogRecord) -> None:
+        classEmit(ref(), record)  # type: ignore[arg-type]
+
+    return emit
 
 
 def _handlerCollected(core: HardenedSink[logging.LogRecord]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -194,7 +195,9 @@ class HardenedSink(Generic[T]):
         self._countShed = accounts.shed.increment
         self._countReceived = accounts.received.increment
         self._countDelivered = accounts.delivered.increment
-        self.breaker.addListener(self._stateChanged)
+        # Weakly: a sink nobody references is freed at once, not left in
+        # status() until the cycle collector runs.
+        self.breaker.addListener(_weakListener(self))
         # For status(): written on the failure and state-change paths only.
         self._since = time.time()
         self._lastError: str | None = None
@@ -804,6 +807,23 @@ class _Retry(Generic[T]):
 
 #: What drain() pops from a buffer that was emptied under it.
 _NOTHING: Any = object()
+
+
+def _weakListener(
+    sink: HardenedSink[Any],
+) -> Callable[[CircuitBreaker, BreakerState, BreakerState], None]:
+    """
+    A breaker listener that calls C{sink._stateChanged} while the sink is
+    alive, without keeping it alive (its breaker is its own).
+    """
+    reference = weakref.ref(sink)
+
+    def listener(breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        alive = reference()
+        if alive is not None:
+            alive._stateChanged(breaker, old, new)
+
+    return listener
 
 
 def _describeError(error: BaseException) -> str:
