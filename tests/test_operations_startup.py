@@ -7,7 +7,9 @@ that silently never appears would leave an operator with nothing).
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -99,3 +101,74 @@ def test_aNonFiniteStatusIntervalStopsTwistd(tmp_path: Path, value: str) -> None
 def test_statusFileRefusesANonFiniteInterval(tmp_path: Path, value: float) -> None:
     with pytest.raises(ConfigurationError, match="interval"):
         StatusFile(tmp_path / "status.json", interval=value)
+
+
+def metricsURL(tmp: Path, **variables: str) -> str:
+    """
+    The metrics URL that a real twistd's status file gives, from the port
+    it actually listens on.
+    """
+    statusPath = tmp / "status.json"
+    result = runTwistd(
+        tmp,
+        TWISTED_SAFELOG_STATUS_FILE=str(statusPath),
+        TWISTED_SAFELOG_METRICS_PORT="0",
+        **variables,
+    )
+    assert result.returncode == 0, result
+    document = json.loads(statusPath.read_text())
+    return str(document["metrics"])
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_anEmptyMetricsInterfaceStaysOnLoopback(tmp_path: Path, value: str) -> None:
+    """
+    An empty TWISTED_SAFELOG_METRICS_INTERFACE (a blank line in a unit
+    file) is the default, 127.0.0.1: not every interface of the host.
+    """
+    url = metricsURL(tmp_path, TWISTED_SAFELOG_METRICS_INTERFACE=value)
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), url
+
+
+def test_theMetricsURLSaysWhereItListens(tmp_path: Path) -> None:
+    url = metricsURL(tmp_path)
+    port = int(url.split(":")[2].split("/")[0])
+    assert port > 0
+    assert url == f"http://127.0.0.1:{port}/metrics"
+
+
+def test_anInterfaceNotOnThisHostNamesTheInterface(tmp_path: Path) -> None:
+    """
+    192.0.2.1 (TEST-NET-1, never a local address) cannot be listened on:
+    the line names the interface setting, not the port.
+    """
+    line = oneLine(
+        runTwistd(
+            tmp_path,
+            TWISTED_SAFELOG_METRICS_PORT="0",
+            TWISTED_SAFELOG_METRICS_INTERFACE="192.0.2.1",
+        )
+    )
+    assert line.startswith(
+        "twisted-safelog: TWISTED_SAFELOG_METRICS_INTERFACE='192.0.2.1': cannot listen on "
+        "192.0.2.1:0 (Cannot assign requested address); "
+    ), line
+    assert "choose another port" not in line
+
+
+def test_aBusyPortOnAnotherInterfaceNamesThePort(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = oneLine(
+            runTwistd(
+                tmp_path,
+                TWISTED_SAFELOG_METRICS_PORT=str(port),
+                TWISTED_SAFELOG_METRICS_INTERFACE="0.0.0.0",
+            )
+        )
+    assert line == (
+        f"twisted-safelog: TWISTED_SAFELOG_METRICS_PORT={port}: cannot listen on "
+        f"0.0.0.0:{port} (Address already in use); choose another port"
+    )

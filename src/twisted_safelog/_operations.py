@@ -11,6 +11,7 @@ forks (the status file's writer starts once the reactor runs).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Callable
@@ -26,6 +27,9 @@ __all__ = ["REPORTS_FALLBACK", "FirstThatWorks", "serveMetrics", "statusFileFor"
 #: status file or reports path is set: this file in twistd's --rundir,
 #: created only then.
 REPORTS_FALLBACK = "twisted-safelog-reports.log"
+
+#: Where C{/metrics} listens unless told otherwise.
+METRICS_INTERFACE = "127.0.0.1"
 
 
 class FirstThatWorks:
@@ -126,14 +130,21 @@ def serveMetrics(settings: Settings) -> str | None:
     metricsResource: Any = MetricsResource
     root.putChild(b"metrics", metricsResource())
     site: Any = QuietSite(root)  # type: ignore[no-untyped-call]
-    interface = settings.metrics_interface
+    # Empty (a blank line in a unit file) is the default, not every
+    # interface of the host, which is what Twisted makes of "".
+    interface = settings.metrics_interface.strip() or METRICS_INTERFACE
     try:
         port: Any = reactor.listenTCP(settings.metrics_port, site, interface=interface)
     except CannotListenError as error:
         reason = getattr(error.socketError, "strerror", None) or error.socketError
-        raise ConfigurationError(
-            f"{variable}: cannot listen on {interface}:{settings.metrics_port} ({reason}); "
-            "choose another port"
-        ) from None
-    host = f"[{interface}]" if ":" in interface else interface
-    return f"http://{host}:{port.getHost().port}/metrics"
+        where = f"cannot listen on {interface}:{settings.metrics_port} ({reason})"
+        if getattr(error.socketError, "errno", None) not in (errno.EADDRINUSE, errno.EACCES):
+            # The address, not the port: not on this host, or not a name.
+            raise ConfigurationError(
+                f"{ENV_PREFIX}METRICS_INTERFACE={interface!r}: {where}; "
+                "give an address of this host (default 127.0.0.1)"
+            ) from None
+        raise ConfigurationError(f"{variable}: {where}; choose another port") from None
+    address = port.getHost()
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"http://{host}:{address.port}/metrics"
