@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._report import IReporter
 from ._stats import oneLine
 from ._status import isHealthy, shownState, status, uniqueNames, watchStateChanges
 
@@ -137,6 +138,11 @@ class StatusFile:
         #: The last error writing the file, in one line; L{None} after a success.
         self.lastError: str | None = None
         self.writes = 0
+        #: Writes that failed.
+        self.failures = 0
+        #: Told once when the worker cannot write the file, and once when it
+        #: can again (the twistd factory gives its reporter); L{None}: nobody.
+        self.reporter: IReporter | None = None
         self._stopWatching: Callable[[], None] | None = None
         self._setUpThreading()
         _instances.add(self)
@@ -291,8 +297,23 @@ class StatusFile:
                 self._dirty = False
             try:
                 self.write()
-                self.lastError = None
             except Exception as error:
                 # Tried again at the next change or interval; the file's age
-                # tells the reader it is stale meanwhile.
+                # tells the reader it is stale meanwhile, and the report why.
+                self.failures += 1
+                if self.lastError is None:
+                    self._note(f"status file {self.path} cannot be written ({oneLine(str(error))})")
                 self.lastError = oneLine(str(error))
+            else:
+                if self.lastError is not None:
+                    self._note(f"status file {self.path} written again")
+                self.lastError = None
+
+    def _note(self, line: str) -> None:
+        if self.reporter is None:
+            return
+        try:
+            self.reporter.note(line)
+        except Exception:
+            # The reporter is the last resort.
+            pass

@@ -241,6 +241,8 @@ def buildObserver(
     reporter = Reporter(write=write)
     setDefaultReporter(reporter)
     sink.reporter = reporter
+    if statusFile is not None:
+        statusFile.reporter = reporter
 
     top: ILogObserver = sink
     workers: list[NonBlockingObserver] = []

@@ -1,0 +1,86 @@
+"""
+A status file that stops being writable while the process runs (its
+directory deleted, a full disk) is reported once, out of band, and once
+more when it is written again: a monitoring check then sees it missing or
+stale, and the log says why, instead of nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from twisted_safelog import StatusFile
+
+from .helpers import RecordingReporter
+
+
+def waitFor(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_aStatusFileThatCannotBeWrittenIsReportedOnceAndItsRecovery(tmp_path: Path) -> None:
+    directory = tmp_path / "run"
+    directory.mkdir()
+    path = directory / "status.json"
+    reporter = RecordingReporter()
+    statusFile = StatusFile(path, interval=0.05)
+    statusFile.reporter = reporter
+    statusFile.start()
+    try:
+        assert waitFor(path.exists)
+        shutil.rmtree(directory)
+        assert waitFor(lambda: statusFile.lastError is not None)
+        writes = statusFile.writes
+        # Many intervals go by, every write fails; one report says so.
+        assert waitFor(lambda: statusFile.failures >= 10)
+        assert statusFile.writes == writes
+        assert len(reporter.notes) == 1, reporter.notes
+        assert reporter.notes[0].startswith(f"status file {path} cannot be written (")
+        assert "No such file or directory" in reporter.notes[0]
+        directory.mkdir()
+        assert waitFor(path.exists)
+        assert waitFor(lambda: len(reporter.notes) == 2)
+        assert reporter.notes[1] == f"status file {path} written again"
+    finally:
+        statusFile.stop()
+    assert len(reporter.notes) == 2, reporter.notes
+
+
+def test_underTwistdTheReportReachesTheLogFile(tmp_path: Path) -> None:
+    from .test_operations import FACTORY, METRICS_TAC, appEnvironment
+    from .twistdprocess import freePort, start, stop, waitForPort
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "run").mkdir()
+    statusPath = tmp_path / "run" / "status.json"
+    appPort = freePort()
+    env = appEnvironment(
+        tmp_path,
+        appPort,
+        TWISTED_SAFELOG_STATUS_FILE=str(statusPath),
+        TWISTED_SAFELOG_STATUS_INTERVAL="0.2",
+    )
+    log = tmp_path / "twistd.log"
+    process = start(
+        ["-n", "--pidfile=", *FACTORY, f"--logfile={log}", "-y", METRICS_TAC], tmp_path, env
+    )
+    try:
+        assert waitForPort(appPort, process=process)
+        assert waitFor(statusPath.exists)
+        shutil.rmtree(tmp_path / "run")
+        line = f"status file {statusPath} cannot be written ("
+        assert waitFor(lambda: line in log.read_text()), log.read_text()[-2000:]
+        (tmp_path / "run").mkdir()
+        assert waitFor(lambda: f"status file {statusPath} written again" in log.read_text())
+        assert waitFor(statusPath.exists)
+    finally:
+        stop(process)
+    assert log.read_text().count(line) == 1
