@@ -144,3 +144,21 @@ def test_aHealthyDocumentIsStillHealthy(tmp_path: Path) -> None:
     now = time.time()
     path = writeRaw(tmp_path / "s.json", json.dumps(document([sink("a"), sink("b")], now)))
     assert judge(path, now=now).exitCode == HEALTHY
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "soon"])
+def test_aMaxAgeThatMakesNoSenseIsRefused(tmp_path: Path, value: str) -> None:
+    """
+    C{--max-age nan} would make every file fresh, C{-1} every file stale:
+    the command says so and exits 2, whatever the file says.
+    """
+    path = writeRaw(tmp_path / "s.json", json.dumps(document([sink("a")], time.time())))
+    result = subprocess.run(
+        [sys.executable, "-m", "twisted_safelog", "status", path, f"--max-age={value}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == UNKNOWN, result
+    assert "--max-age" in result.stderr
+    assert result.stdout == ""

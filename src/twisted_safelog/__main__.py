@@ -5,6 +5,7 @@ C{python -m twisted_safelog}: the incident demo and the loop doctor.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -15,6 +16,20 @@ def _variantList() -> str:
     lines = [f"  {'all':<{width}}  every variant below, one after the other"]
     lines += [f"  {name:<{width}}  {variant.description}" for name, variant in VARIANTS.items()]
     return "variants (--variant):\n" + "\n".join(lines)
+
+
+def _seconds(text: str) -> float:
+    """
+    A duration for C{--max-age}: a finite number of seconds > 0 (C{nan}
+    would make every file fresh, a negative one every file stale).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     statusCommand.add_argument("--json", action="store_true", help="print JSON for machines")
     statusCommand.add_argument(
         "--max-age",
-        type=float,
+        type=_seconds,
         default=None,
         help="seconds after which the file is stale (default: 3 intervals + 5s)",
     )
