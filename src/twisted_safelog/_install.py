@@ -30,7 +30,7 @@ from ._handlers import (
     needsHardening,
 )
 from ._policy import Policy
-from ._registry import isHardened
+from ._registry import isHardened, unregister
 from ._report import IReporter
 from ._safe import SafeObserver
 
@@ -111,6 +111,9 @@ class Installation:
                 self._originalRemove(entry[1])
             else:
                 self._originalRemove(observer)
+                entry = None
+        if entry is not None:
+            _retire(entry[1])
 
     def apply(self) -> None:
         """
@@ -142,7 +145,25 @@ class Installation:
             observers[index] = originals.get(id(observer), observer)
         for name in ("addObserver", "removeObserver"):
             self.publisher.__dict__.pop(name, None)
+        retired = [wrapper for _, wrapper in self.wrappers.values()]
         self.wrappers.clear()
+        for wrapper in retired:
+            _retire(wrapper)
+
+
+def _retire(wrapper: SafeObserver) -> None:
+    """
+    A wrapper install() made is off its publisher: count and report what it
+    still held (nothing else will deliver it), and take it out of
+    L{status}. Under twistd this is Twisted's LogBeginner buffer, removed as
+    soon as logging begins, which operators saw as "LogPublisher".
+    """
+    try:
+        wrapper.close()
+    except Exception:
+        # close() is contained; this is belt and braces for odd subclasses.
+        pass
+    unregister(wrapper)
 
 
 # -- stdlib handlers attached later --------------------------------------------

@@ -78,6 +78,18 @@ def register(sink: object) -> None:
         _sinks[next(_serial)] = sink
 
 
+def unregister(sink: object) -> None:
+    """
+    Take C{sink} out of the registry: it is gone for the operator (removed
+    from its publisher and closed) even if a reference cycle keeps the
+    object itself until the cycle collector runs.
+    """
+    with _lock:
+        for key, value in list(_sinks.items()):
+            if value is sink:
+                del _sinks[key]
+
+
 def hardenedSinks() -> list[IHardenedSink]:
     """
     Every hardened sink alive now, oldest first.
