@@ -138,8 +138,8 @@ def test_forkInTheMiddleOfAQueuedDelivery() -> None:
     """
     The worker is inside the sink and five events wait in the queue when
     the process forks: the parent delivers all six, exactly once; the child
-    counts them as dropped (fork), says so, and delivers its own events
-    with a new worker.
+    counts them as dropped (fork) without a report (nothing is lost: the
+    parent delivers them), and delivers its own events with a new worker.
     """
     result = runScript(
         """
@@ -176,7 +176,7 @@ def test_forkInTheMiddleOfAQueuedDelivery() -> None:
     assert child["byReason"]["fork"] == 6, child  # type: ignore[index]
     assert child["byReason"]["reentry"] == 0, child  # type: ignore[index]
     assert child["balanced"]  # type: ignore[index]
-    assert any("5 queued and 1 in-flight" in n for n in child["notes"]), child  # type: ignore[index]
+    assert child["notes"] == [], child  # type: ignore[index]
 
 
 def test_forkWhileLocksAreHeldAndAProbeIsInFlight() -> None:

@@ -64,3 +64,17 @@ def test_theRegistryKeepsNothingAlive(count: int) -> None:
         SafeObserver(RecordingObserver(), reporter=RecordingReporter())
     gc.collect()
     assert len(hardenedSinks()) <= before
+
+
+def test_aClosedSinkGivesItsNameBack() -> None:
+    """
+    Names tell live sinks apart ("#2"); a closed sink gives its name back,
+    so making and closing sinks alike does not make the names grow.
+    """
+    kept = []
+    for _ in range(50):
+        sink = SafeObserver(RecordingObserver(), reporter=RecordingReporter())
+        kept.append(sink)
+        sink.close()
+    assert {sink.name for sink in kept} == {kept[0].name}
+    assert "#" not in kept[0].name

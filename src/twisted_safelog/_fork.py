@@ -14,7 +14,9 @@ the fork is reported.
 
 What was pending at the fork (queued, buffered, in flight on a thread that
 is gone) is delivered by exactly one process. By default the parent keeps
-it and the child counts it as dropped with reason C{"fork"} and reports it.
+it and the child counts it as dropped with reason C{"fork"}, without a report:
+nothing is lost, and a healthy application that forks while a thread logs
+(or a child that forks only to exec) must not see a line of ours.
 While L{handOverAtFork} is on (the twistd factory turns it on until the
 reactor runs, because twistd's parent exits right after forking to
 daemonize), the child keeps it instead.

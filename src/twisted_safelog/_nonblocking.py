@@ -413,15 +413,10 @@ class NonBlockingObserver:
         if not keepPending:
             channel.queue.clear()
         lost = inFlight + (0 if keepPending else queued)
-        if not lost:
-            return None
-        self._drops.add(DropReason.fork, lost)
-        line = (
-            f"sink {self.name}: forked with {queued} queued and {inFlight} in-flight "
-            f"events; the parent process delivers them, this child counts them as "
-            f"dropped (fork)"
-        )
-        return lambda: self._note(line)
+        if lost:
+            # Not lost: the parent delivers them (see _safe's twin).
+            self._drops.add(DropReason.fork, lost)
+        return None
 
     # -- shutdown -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from ._guard import ReentryGuard, currentThread, looksLikeErrorOutput
 from ._policy import DEFAULT_BUFFER_SIZE, Policy
 from ._registry import IHardenedSink, isHardened, register
 from ._repeats import DELIVER, ECHO, EVENTS, MARKED, Identity, RepeatFilter, deliverMarked
-from ._report import IReporter, defaultReporter, describe, uniqueName
+from ._report import IReporter, defaultReporter, describe, releaseName, uniqueName
 from ._sizes import approximateSize
 from ._stall import StallTracker, watchdog
 from ._stats import DropReason, SinkStats
@@ -729,15 +729,13 @@ class HardenedSink(Generic[T]):
             self._bigItems = 0
             for _ in range(buffered):
                 self._accounts.unqueued.increment()
-        if not gone + buffered:
-            return None
-        self._drops.add(DropReason.fork, gone + buffered)
-        line = (
-            f"sink {self.name}: forked with {gone} deliveries in flight on other threads "
-            f"and {buffered} buffered events; the parent process delivers them, this "
-            f"child counts them as dropped (fork)"
-        )
-        return lambda: self._report(self.reporter.note, line)
+        if gone + buffered:
+            # Not lost: the parent delivers them. Counted so that this
+            # process's accounts balance; not reported, as a healthy
+            # application that forks while a thread logs must not see a
+            # line of ours (nor a child that only forks to exec).
+            self._drops.add(DropReason.fork, gone + buffered)
+        return None
 
     def _checkStall(self, now: float) -> None:
         """
@@ -790,6 +788,8 @@ class HardenedSink(Generic[T]):
             self._drops.add(DropReason.shutdown, remaining)
         self._reportDrops()
         watchdog.unwatch(self)
+        # A sink alike made after this one may have the plain name again.
+        releaseName(self.name, self)
         self._report(self.reporter.flush)
 
 

@@ -1,0 +1,1 @@
+Operators can see it: ``twisted_safelog.status()``, a status file written by the twistd factory (``TWISTED_SAFELOG_STATUS_FILE``) with ``python -m twisted_safelog status PATH`` as a monitoring check, Prometheus metrics (``twisted-safelog[prometheus]``, ``TWISTED_SAFELOG_METRICS_PORT``), and reports that reach someone when a daemon's log file is the broken sink.
