@@ -13,12 +13,13 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 
-from twisted_safelog import BreakerState, LogFileWriter, safeFileLogObserver
+from twisted_safelog import BreakerState, ConfigurationError, LogFileWriter, safeFileLogObserver
 
 from .helpers import RecordingReporter, event
 
@@ -248,3 +249,28 @@ def test_levelsStillReadAsTwistedWrites(tmp_path: Path) -> None:
     observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
     observer(event(1, log_level=LogLevel.warn))
     assert "[tests#warn] event 1" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"rotateLength": "1000"}, "rotateLength"),
+        ({"rotateLength": float("nan")}, "rotateLength"),
+        ({"rotateLength": True}, "rotateLength"),
+        ({"rotateLength": 0}, "rotateLength"),
+        ({"rotateLength": 10**400}, "rotateLength"),
+        ({"maxRotatedFiles": 1.5}, "maxRotatedFiles"),
+        ({"maxRotatedFiles": 0}, "maxRotatedFiles"),
+        ({"mode": "rw"}, "mode"),
+    ],
+)
+def test_fileSettingsThatMakeNoSenseAreRefusedNamingThem(
+    tmp_path: Path, settings: dict[str, Any], name: str
+) -> None:
+    """
+    A file sink's own keyword settings are checked like the policy's: one
+    L{ConfigurationError} naming the setting, never a C{TypeError} from deep
+    inside, nor a NaN that silently turns rotation off.
+    """
+    with pytest.raises(ConfigurationError, match=rf"^{name}=.* is not valid; use "):
+        safeFileLogObserver(tmp_path / "app.log", reporter=RecordingReporter(), **settings)

@@ -68,11 +68,19 @@ def test_theKeywordFormNamesEveryField() -> None:
         ({"bufferSize": 1.9}, "bufferSize"),
         ({"retryFailed": 1}, "retryFailed"),
         ({"maxAttempts": 0}, "maxAttempts"),
+        # Too big for a float or for a deque's maxlen: refused, never an
+        # OverflowError from the sink's constructor.
+        ({"bufferSize": 10**400}, "bufferSize"),
+        ({"bufferSize": 2**63}, "bufferSize"),
+        ({"resetTimeout": 10**400}, "resetTimeout"),
+        ({"maxAttempts": 10**400}, "maxAttempts"),
     ],
 )
 def test_nonsenseIsRefusedNamingTheSetting(settings: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"^{name}=.* is not valid; use "):
         Policy(**settings)
+    with pytest.raises(ConfigurationError, match=rf"^{name}=.* is not valid; use "):
+        SafeObserver(RecordingObserver(), **settings)
 
 
 def test_maxResetTimeoutIsNeverBelowResetTimeout() -> None:

@@ -5,6 +5,7 @@ Tests for the twistd factory's settings and option reading, in process.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_stallTimeoutAndNonBlockingDefaults() -> None:
         ("TWISTED_SAFELOG_BUFFER_SIZE", "-1", "use an integer >= 0"),
         ("TWISTED_SAFELOG_BUFFER_BYTES", "0", "use an integer >= 1"),
         ("TWISTED_SAFELOG_QUEUE_SIZE", "", "use an integer >= 1"),
+        # Too big for a float (math.isfinite overflows), or for a C size
+        # (a deque's maxlen): refused the same way, never an OverflowError.
+        (
+            "TWISTED_SAFELOG_BUFFER_SIZE",
+            "1" + "0" * 400,
+            f"use an integer >= 0 and <= {sys.maxsize}",
+        ),
+        ("TWISTED_SAFELOG_BUFFER_SIZE", str(2**63), f"use an integer >= 0 and <= {sys.maxsize}"),
+        ("TWISTED_SAFELOG_QUEUE_SIZE", str(2**63), f"use an integer >= 1 and <= {sys.maxsize}"),
+        ("TWISTED_SAFELOG_ROTATE_LENGTH", "9" * 400, f"use an integer >= 0 and <= {sys.maxsize}"),
     ],
 )
 def test_nonsenseInTheEnvironmentIsOneLineNamingTheSetting(
@@ -135,7 +146,13 @@ def test_nonsenseInTheEnvironmentIsOneLineNamingTheSetting(
     with pytest.raises(ConfigurationError) as caught:
         Settings.load({variable: value})
     message = str(caught.value)
-    assert message == f"{variable}={value!r} is not valid; {wanted}"
+    if len(repr(value)) <= 60:
+        assert message == f"{variable}={value!r} is not valid; {wanted}"
+    else:
+        # A huge value is cut in the message, which stays one short line.
+        assert message.startswith(f"{variable}={repr(value)[:40]}...")
+        assert message.endswith(f" is not valid; {wanted}")
+        assert len(message) < 200
 
 
 @pytest.mark.parametrize(

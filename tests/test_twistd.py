@@ -280,6 +280,9 @@ def test_sigusr1ReopensTheLogFile(tmp_path: Path) -> None:
         ("TWISTED_SAFELOG_BRIDGE", "sideways", "none, to-stdlib, from-stdlib, both"),
         ("TWISTED_SAFELOG_BOGUS", "1", "TWISTED_SAFELOG_BOGUS is not a twisted-safelog setting"),
         ("TWISTED_SAFELOG_CONFIG", "/nonexistent/safelog.toml", "cannot read it"),
+        # Too big for a float, then too big for a C size: each one line too.
+        ("TWISTED_SAFELOG_BUFFER_SIZE", "1" + "0" * 400, "use an integer >= 0 and <= "),
+        ("TWISTED_SAFELOG_BUFFER_SIZE", str(2**63), "use an integer >= 0 and <= "),
     ],
 )
 def test_badConfigurationExitsWithOneClearLine(

@@ -126,10 +126,11 @@ class LogFileWriter:
         #: Writes that went to a file found deleted at the next check.
         self.writtenToDeletedFile = 0
         self._deletedNote: str | None = None
-        if rotateLength is not None and rotateLength <= 0:
-            raise ConfigurationError(f"rotateLength must be > 0 bytes, not {rotateLength!r}")
-        if maxRotatedFiles is not None and maxRotatedFiles < 1:
-            raise ConfigurationError(f"maxRotatedFiles must be >= 1, not {maxRotatedFiles!r}")
+        if rotateLength is not None:
+            checkNumber("rotateLength", rotateLength, integer=True, minimum=1)
+        if maxRotatedFiles is not None:
+            checkNumber("maxRotatedFiles", maxRotatedFiles, integer=True, minimum=1)
+        checkNumber("mode", mode, integer=True, minimum=0)
         self.rotateLength = rotateLength
         self.maxRotatedFiles = maxRotatedFiles
         self.createDirectory = createDirectory

@@ -14,6 +14,7 @@ setting and what it accepts.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -61,16 +62,33 @@ def checkNumber(
         bounds.append(f">= {minimum:g}")
     if above is not None:
         bounds.append(f"> {above:g}")
-    wanted = kind + (" " + " and ".join(bounds) if bounds else "")
     allowed = int if integer else (int, float)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, allowed)
-        or not math.isfinite(value)
-        or (minimum is not None and value < minimum)
-        or (above is not None and value <= above)
-    ):
-        raise ConfigurationError(f"{name}={value!r} is not valid; use {wanted}")
+    try:
+        bad = (
+            isinstance(value, bool)
+            or not isinstance(value, allowed)
+            or not math.isfinite(value)
+            or (minimum is not None and value < minimum)
+            or (above is not None and value <= above)
+        )
+    except OverflowError:
+        # An int too large for a float (math.isfinite(10**400)).
+        bad = True
+    if integer and isinstance(value, int) and value > sys.maxsize:
+        # Counts and sizes become C sizes (a deque's maxlen, say).
+        bounds.append(f"<= {sys.maxsize}")
+        bad = True
+    wanted = kind + (" " + " and ".join(bounds) if bounds else "")
+    if bad:
+        raise ConfigurationError(f"{name}={_shortRepr(value)} is not valid; use {wanted}")
+
+
+def _shortRepr(value: object) -> str:
+    """
+    C{repr(value)}, cut so that a refusal stays one readable line.
+    """
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}...[{len(text)} characters]"
 
 
 def _number(

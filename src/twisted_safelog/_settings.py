@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,9 +43,15 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
 def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str, object], Any]:
     word = "an integer" if kind is int else "a finite number"
     bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+    # Counts and sizes become C sizes (a deque's maxlen, say).
+    largest = f" and <= {sys.maxsize}" if kind is int else ""
 
     def parse(name: str, value: object) -> Any:
-        refusal = ConfigurationError(f"{name}={value!r} is not valid; use {word} {bound}")
+        text = repr(value)
+        if len(text) > 60:
+            text = f"{text[:40]}...[{len(text)} characters]"
+        refusal = ConfigurationError(f"{name}={text} is not valid; use {word} {bound}")
+        tooBig = ConfigurationError(f"{name}={text} is not valid; use {word} {bound}{largest}")
         # A bool is not a number; a float (TOML's 1.9, or 2.0) is not an
         # integer, and is never truncated into one.
         if isinstance(value, bool) or (kind is int and isinstance(value, float)):
@@ -55,7 +62,18 @@ def _number(kind: type, minimum: float, inclusive: bool = True) -> Callable[[str
             raise refusal from None
         # inf and nan parse as floats but mean nothing here: "never probe
         # again" and "no backoff at all".
-        if not math.isfinite(number) or number < minimum or (not inclusive and number == minimum):
+        if kind is int and number > sys.maxsize:
+            raise tooBig
+        try:
+            bad = (
+                not math.isfinite(number)
+                or number < minimum
+                or (not inclusive and number == minimum)
+            )
+        except OverflowError:
+            # A float setting given an integer too large for a float.
+            bad = True
+        if bad:
             raise refusal
         return number
 
