@@ -10,7 +10,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.logger import (
@@ -390,3 +392,55 @@ def test_nonDictEventsNeverRaiseAndKeepTheAccountingBalanced(thing: object) -> N
     assert stats.balanced
     assert [e.get("n") for e in sink.events] == [1]
     assert "not a log event" in reporter.failures[0][2]
+
+
+class _UncopyableMapping(Mapping[str, object]):
+    """
+    A mapping that cannot be iterated, so it cannot be copied for the queue.
+    """
+
+    def __getitem__(self, key: str) -> object:
+        raise RuntimeError("broken __getitem__")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("broken __iter__")
+
+    def __len__(self) -> int:
+        raise RuntimeError("broken __len__")
+
+
+class _UncopyableDict(dict):  # type: ignore[type-arg]
+    """
+    A dict subclass whose C{__iter__} and C{keys} raise: C{dict(event)}
+    fails.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        raise RuntimeError("broken __iter__")
+
+    def keys(self) -> Any:
+        raise RuntimeError("broken keys")
+
+
+@pytest.mark.parametrize("make", [_UncopyableMapping, _UncopyableDict])
+def test_eventsThatCannotBeCopiedNeverRaiseAndAreCountedFailed(make: Any) -> None:
+    """
+    The queue holds a copy of each event; an event whose copy raises is
+    counted failed and reported, never raised into the caller, and the
+    queue (and its lock) keeps working.
+    """
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter)
+    try:
+        observer({"log_format": "first", "n": 0})
+        observer(make())
+        observer({"log_format": "fine", "n": 1})
+        assert observer.flush(10)
+    finally:
+        observer.stop(10)
+    stats = observer.stats()
+    assert (stats.received, stats.delivered, stats.failed) == (3, 2, 1)
+    assert stats.balanced
+    assert [e.get("n") for e in sink.events] == [0, 1]
+    assert "cannot be copied" in reporter.failures[0][2]

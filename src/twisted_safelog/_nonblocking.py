@@ -242,6 +242,12 @@ class NonBlockingObserver:
         self._enqueue(event)
 
     def _enqueue(self, event: LogEvent) -> None:
+        try:
+            copy = dict(event)
+        except Exception as error:
+            # A mapping whose keys or items raise: it cannot be queued.
+            self._notAnEvent(event, f"an event that cannot be copied ({_errorName(error)})")
+            return
         channel = self._channel
         queue = channel.queue
         with channel.lock:
@@ -260,7 +266,7 @@ class NonBlockingObserver:
             else:
                 accept, reason = False, DropReason.overflow
             if accept:
-                queue.append(dict(event))
+                queue.append(copy)
                 channel.wake.notify()
         if reason is not None:
             self._drop(reason, 1)
@@ -282,17 +288,18 @@ class NonBlockingObserver:
         self.observer(event)
         self._delivered.increment()
 
-    def _notAnEvent(self, thing: object) -> None:
+    def _notAnEvent(self, thing: object, what: str | None = None) -> None:
         """
         Something that is not an event dict (L{None}, a string, bytes, a
-        list) was logged: it cannot be queued (nor copied), so it is counted
-        failed and reported, never raised into the caller.
+        list), or a mapping that cannot be copied, was logged: it cannot be
+        queued, so it is counted failed and reported, never raised into the
+        caller.
         """
         self._failed.increment()
+        if what is None:
+            what = f"not a log event (a {type(thing).__name__})"
         try:
-            self.reporter.failure(
-                self.name, None, f"not a log event (a {type(thing).__name__}); not delivered"
-            )
+            self.reporter.failure(self.name, None, f"{what}; not delivered")
         except Exception:
             pass
 
@@ -565,3 +572,7 @@ class NonBlockingObserver:
             lastError=channel.lastError if channel.lastError is not None else sink.lastError,
             stalledFor=stalledFor,
         )
+
+
+def _errorName(error: BaseException) -> str:
+    return type(error).__name__
