@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,66 @@ def test_fileSettingsThatMakeNoSenseAreRefusedNamingThem(
     """
     with pytest.raises(ConfigurationError, match=rf"^{name}=.* is not valid; use "):
         safeFileLogObserver(tmp_path / "app.log", reporter=RecordingReporter(), **settings)
+
+
+def _returnsWithin(seconds: float, call: Any) -> Any:
+    """
+    Run C{call} on a daemon thread and fail (not hang) if it has not
+    returned within C{seconds}.
+    """
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    return result[0] if result else None
+
+
+@pytest.fixture
+def fifoPath(tmp_path: Path) -> Iterator[Path]:
+    """
+    A path for a FIFO; afterwards a reader opens it once, so that a writer
+    stuck in open() (the bug) is let go rather than left blocked.
+    """
+    path = tmp_path / "app.log"
+    yield path
+    if path.exists():
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+
+
+def test_aFifoAtTheLogPathNeverBlocksTheFirstOpen(fifoPath: Path) -> None:
+    """
+    A FIFO nobody reads at the configured path (a log shipper not started
+    yet): opening it for writing would wait for a reader for ever. The sink
+    starts quarantined instead, at once.
+    """
+    path = fifoPath
+    os.mkfifo(path)
+    reporter = RecordingReporter()
+    observer = _returnsWithin(
+        10, lambda: safeFileLogObserver(path, clock=Clock(), reporter=reporter)
+    )
+    _returnsWithin(10, lambda: observer(event(0)))
+    stats = observer.stats()
+    assert stats.state == BreakerState.open
+    assert stats.balanced
+
+
+def test_aFifoSwappedInAtThePathNeverBlocksAReopen(fifoPath: Path) -> None:
+    """
+    The log file replaced by a FIFO nobody reads, then a reopen (SIGUSR1,
+    logrotate's postrotate): the log call returns at once, the event is
+    counted, never stuck in open().
+    """
+    path = fifoPath
+    reporter = RecordingReporter()
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=reporter)
+    observer(event(0))
+    path.unlink()
+    os.mkfifo(path)
+    observer.reopen()
+    for n in range(1, 4):
+        _returnsWithin(10, lambda n=n: observer(event(n)))
+    stats = observer.stats()
+    assert stats.delivered == 1
+    assert stats.balanced

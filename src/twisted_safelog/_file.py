@@ -321,7 +321,10 @@ class LogFileWriter:
                 pass
 
     def _open(self) -> int:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        # O_NONBLOCK: a FIFO nobody reads at the path (put there by mistake
+        # or swapped in) fails with ENXIO instead of blocking open() for
+        # ever; it is cleared once the file is known to be one we write.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | _O_NONBLOCK
         if self._opened:
             flags |= self._noFollow()
         try:
@@ -335,10 +338,16 @@ class LogFileWriter:
             if error.errno == errno.ELOOP and flags & _O_NOFOLLOW:
                 raise self._swappedLink() from None
             raise
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
+                raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+            if _O_NONBLOCK:
+                # Writes to a terminal or other device must block as usual.
+                os.set_blocking(fd, True)
+        except OSError:
             os.close(fd)
-            raise OSError(errno.EINVAL, f"{self.path} is not a regular file")
+            raise
         if not self._opened:
             self._opened = True
             try:
@@ -622,6 +631,7 @@ def formatJSONLine(event: LogEvent) -> str:
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 #: The errors of a file that tell nothing about the event being written: a
 #: full disk or quota, an I/O error, a missing directory, a permission or
