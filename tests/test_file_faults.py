@@ -11,7 +11,9 @@ import os
 import re
 import subprocess
 import tempfile
+import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +340,103 @@ def test_aFifoSwappedInAtThePathNeverBlocksAReopen(fifoPath: Path) -> None:
     stats = observer.stats()
     assert stats.delivered == 1
     assert stats.balanced
+
+
+def test_aLinkSwappedInBetweenTheCheckAndTheReopenIsNotFollowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The administrator's link at the log path is followed on reopen; but
+    someone who can write the directory may swap their own link in just
+    after the writer looked at the path and before it opened it (and put
+    the administrator's back after). The writer opens where the link it
+    checked points, never whatever is at the path by then.
+
+    The interleaving is made exact: the swap happens inside the writer's
+    own C{lstat} of the path, as a racing process would do it.
+    """
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    real = tmp_path / "data" / "real.log"
+    real.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = logs / "app.log"
+    path.symlink_to(real)
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(0))
+    realLstat = os.lstat
+    swaps = []
+
+    def racingLstat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        result = realLstat(target, *args, **kwargs)
+        if os.fspath(target) == str(path) and not swaps:
+            # The administrator's link moved aside, another in its place.
+            swaps.append(True)
+            path.rename(logs / "aside")
+            path.symlink_to(victim)
+        return result
+
+    monkeypatch.setattr(os, "lstat", racingLstat)
+    observer.reopen()
+    observer(event(1))
+    monkeypatch.undo()
+    assert victim.read_text() == "precious\n", "the swapped-in link was followed"
+
+
+def test_aRacingProcessSwappingLinksNeverGetsALineWritten(tmp_path: Path) -> None:
+    """
+    The real race, for a few seconds: the log path is the administrator's
+    link in a directory anyone can write; a process of another user moves
+    that link aside, puts its own (to a file it wants written) in its place
+    and the administrator's back, in a tight loop, while a root process logs
+    and reopens the file after every event. Not one line reaches the file.
+    """
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs root to run a process as another user")
+        pytest.skip("needs root to run a process as another user")
+    tmp_path.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o777)
+    real = tmp_path / "data" / "real.log"
+    real.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = logs / "app.log"
+    path.symlink_to(real)
+    observer = safeFileLogObserver(
+        path, reporter=RecordingReporter(), resetTimeout=0.001, maxResetTimeout=0.002
+    )
+    attack = textwrap.dedent(
+        f"""
+        import os, time
+        path, victim = {str(path)!r}, {str(victim)!r}
+        aside, mine = path + ".aside", path + ".mine"
+        stop = time.monotonic() + 4
+        while time.monotonic() < stop:
+            try:
+                os.rename(path, aside)
+                try:
+                    os.symlink(victim, mine)
+                except FileExistsError:
+                    pass
+                os.rename(mine, path)
+                os.rename(aside, path)
+            except OSError:
+                pass
+        """
+    )
+    attacker = subprocess.Popen(["/usr/bin/python3", "-c", attack], user=65534, group=65534)
+    try:
+        deadline = time.monotonic() + 4
+        n = 0
+        while time.monotonic() < deadline:
+            observer(event(n))
+            observer.reopen()
+            n += 1
+    finally:
+        attacker.wait(30)
+    assert victim.read_text() == "precious\n", "lines were written through the attacker's link"
+    assert observer.stats().received == n

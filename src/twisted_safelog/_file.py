@@ -325,15 +325,17 @@ class LogFileWriter:
         # or swapped in) fails with ENXIO instead of blocking open() for
         # ever; it is cleared once the file is known to be one we write.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | _O_NONBLOCK
+        path = self.path
         if self._opened:
-            flags |= self._noFollow()
+            path, follow = self._reopenPath()
+            flags |= follow
         try:
-            fd = os.open(self.path, flags, self.mode)
+            fd = os.open(path, flags, self.mode)
         except FileNotFoundError:
             if not self.createDirectory:
                 raise
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            fd = os.open(self.path, flags, self.mode)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, flags, self.mode)
         except OSError as error:
             if error.errno == errno.ELOOP and flags & _O_NOFOLLOW:
                 raise self._swappedLink() from None
@@ -368,11 +370,40 @@ class LogFileWriter:
         self._regular = stat.S_ISREG(st.st_mode)
         return fd
 
+    def _reopenPath(self) -> tuple[str, int]:
+        """
+        What a reopen opens, and the flag that goes with it: the path with
+        C{O_NOFOLLOW}, unless the path was a link when first opened and
+        still is one, owned by the same user; then where that very link
+        points, read from the link itself (so a link swapped in between a
+        check and the open is never followed), again with C{O_NOFOLLOW}.
+        Called with the lock held.
+        """
+        if self._linkOwner is None:
+            return self.path, _O_NOFOLLOW
+        if not _O_PATH:
+            # No way to hold the link itself here: check, then follow.
+            return self.path, self._noFollow()
+        try:
+            link = os.open(self.path, _O_PATH | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return self.path, _O_NOFOLLOW
+        try:
+            st = os.fstat(link)
+            if not stat.S_ISLNK(st.st_mode):
+                return self.path, _O_NOFOLLOW
+            if st.st_uid != self._linkOwner:
+                raise self._swappedLink()
+            target = os.readlink("", dir_fd=link)
+        finally:
+            os.close(link)
+        return os.path.join(os.path.dirname(self.path), target), _O_NOFOLLOW
+
     def _noFollow(self) -> int:
         """
-        The flag for a reopen: C{O_NOFOLLOW}, unless the path was a link
-        when first opened and still is one, owned by the same user. Called
-        with the lock held.
+        The flag for a reopen where links cannot be held (no C{O_PATH}):
+        C{O_NOFOLLOW}, unless the path was a link when first opened and
+        still is one, owned by the same user. Called with the lock held.
         """
         if self._linkOwner is None:
             return _O_NOFOLLOW
@@ -632,6 +663,7 @@ def formatJSONLine(event: LogEvent) -> str:
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_PATH = getattr(os, "O_PATH", 0)
 
 #: The errors of a file that tell nothing about the event being written: a
 #: full disk or quota, an I/O error, a missing directory, a permission or
