@@ -180,3 +180,27 @@ def test_controlCharactersCannotForgeReportLines(char: str) -> None:
     # The description, the note and the state change are one line each.
     assert sum(1 for line in out.splitlines() if "failed: ValueError" in line) == 1
     assert sum(1 for line in out.splitlines() if " note" in line) == 1
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u200e",  # LEFT-TO-RIGHT MARK
+        "\u200f",  # RIGHT-TO-LEFT MARK
+        "\u061c",  # ARABIC LETTER MARK: the third implicit bidi mark
+        "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+        "\u2067",  # RIGHT-TO-LEFT ISOLATE
+    ],
+)
+def test_everyBidiControlIsEscapedInReports(char: str) -> None:
+    """
+    Every Unicode bidirectional formatting character (the marks included,
+    as the README promises for bidi controls) is written as a visible
+    escape, so a sink name or message cannot reorder what a terminal shows.
+    """
+    written: list[str] = []
+    reporter = Reporter(write=written.append, clock=Clock())
+    reporter.note(f"a{char}b")
+    out = "".join(written)
+    assert char not in out
+    assert f"\\u{ord(char):04x}" in out

@@ -6,7 +6,8 @@ or hide lines: in reports, and in the text log format.
 A reader that splits lines the Unicode way (C{str.splitlines()}, many log
 viewers) also breaks at CR, VT, FF, the file/group/record separators, NEL,
 U+2028 and U+2029; a terminal obeys ANSI escape sequences (ESC, CSI) and
-bidirectional overrides reorder what it shows. Each of these, and every
+bidirectional overrides, isolates and marks (U+061C, U+200E, U+200F)
+reorder what it shows. Each of these, and every
 other C0 and C1 control character but tab and newline, is written as a
 visible Python-style escape (C{\\r}, C{\\x1b}, C{\\u2028}).
 """
@@ -18,10 +19,10 @@ import re
 __all__ = ["escapeControl"]
 
 _UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
 _UNSAFE_WITH_NEWLINE = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
 _NAMED = {"\r": "\\r", "\n": "\\n", "\x0b": "\\v", "\x0c": "\\f"}
 
