@@ -10,6 +10,7 @@ import datetime
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -113,6 +114,98 @@ def test_fullTmpfsNoTornLineNoGlueNothingLostNothingDuplicated(smallTmpfs: Path)
     )
     assert found == list(range(total)), "in order, none lost, none duplicated"
     assert (final.received, final.delivered, final.failed, final.dropped) == (total, total, 0, 0)
+
+
+#: A process that fills the tmpfs to the last byte, holds it full a moment,
+#: frees it, and again, until told to stop (or its deadline passes).
+_FILLER = """
+import os, sys, time
+path, deadline = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline and not os.path.exists(path + ".stop"):
+    try:
+        with open(path, "ab", buffering=0) as f:
+            while True:
+                f.write(b"f" * 4096)
+    except OSError:
+        pass
+    time.sleep(0.02)
+    os.unlink(path)
+    time.sleep(0.01)
+if os.path.exists(path):
+    os.unlink(path)
+"""
+
+
+def test_threadsLoggingWhileAnotherProcessFillsAndFreesTheDisk(tmp_path: Path) -> None:
+    """
+    Four threads log into a real 1 MiB tmpfs that another process fills up
+    and frees over and over. Every line in the file is whole, each thread's
+    events are in its order, none is duplicated, and every event missing
+    from the file is counted (here: none is missing).
+    """
+    mountPoint = tmp_path / "disk"
+    mountPoint.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountPoint)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    threads, perThread = 4, 300  # about 550 kB of lines
+
+    def payload(t: int, n: int) -> str:
+        return "x" * (100 + (t * 7919 + n * 137) % 700)
+
+    try:
+        path = mountPoint / "app.log"
+        observer = safeFileLogObserver(
+            path,
+            reporter=RecordingReporter(),
+            bufferSize=10_000,
+            resetTimeout=0.005,
+            maxResetTimeout=0.02,
+        )
+        filler = subprocess.Popen([sys.executable, "-c", _FILLER, str(mountPoint / "f"), "60"])
+
+        def work(t: int) -> None:
+            for n in range(perThread):
+                observer(event(n, log_format="T{t} N{n} {p}", t=t, p=payload(t, n)))
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+        (mountPoint / "f.stop").touch()
+        filler.wait(60)
+        deadline = time.monotonic() + 30
+        while observer.stats().buffered and time.monotonic() < deadline:
+            observer.drain()
+            time.sleep(0.01)
+        stats = observer.stats()
+        text = path.read_text()
+    finally:
+        subprocess.run(["umount", "-l", str(mountPoint)], timeout=30, check=False)
+    assert text.endswith("\n")
+    line = re.compile(r"^\S+ \[tests#info\] T(\d) N(\d+) (x*)$")
+    seen: dict[int, list[int]] = {t: [] for t in range(threads)}
+    for each in text.split("\n")[:-1]:
+        match = line.match(each)
+        assert match, f"torn or glued line: {each[:60]!r}...{each[-30:]!r}"
+        t, n = int(match.group(1)), int(match.group(2))
+        assert match.group(3) == payload(t, n), f"torn line for T{t} N{n}"
+        seen[t].append(n)
+    for t, numbers in seen.items():
+        assert numbers == sorted(set(numbers)), f"thread {t}: out of order or duplicated"
+    missing = sum(perThread - len(numbers) for numbers in seen.values())
+    assert stats.balanced and stats.buffered == 0
+    assert missing == stats.failed + stats.dropped
+    assert missing == 0
 
 
 def test_aPartialWriteThatCannotBeRolledBackIsNeverGluedToTheNext(tmp_path: Path) -> None:
