@@ -340,6 +340,25 @@ def test_theFirstOpenFollowsTheAdministratorsLinkAndReopensDoToo(tmp_path: Path)
     assert observer.stats().failed == 0
 
 
+def test_reopensFollowAChainOfTheAdministratorsLinks(tmp_path: Path) -> None:
+    """
+    The configured path is a link to a link (the same owner's) to the file:
+    reopens follow the chain hop by hop, as the first open did.
+    """
+    real = tmp_path / "data" / "real.log"
+    real.parent.mkdir()
+    middle = tmp_path / "current.log"
+    middle.symlink_to(real)
+    path = tmp_path / "app.log"
+    path.symlink_to(middle)
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(0))
+    observer.reopen()
+    observer(event(1))
+    assert [int(n) for n in re.findall(r"event (\d+)", real.read_text())] == [0, 1]
+    assert observer.stats().failed == 0
+
+
 def test_levelsStillReadAsTwistedWrites(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
     observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())

@@ -384,20 +384,25 @@ class LogFileWriter:
         if not _O_PATH:
             # No way to hold the link itself here: check, then follow.
             return self.path, self._noFollow()
-        try:
-            link = os.open(self.path, _O_PATH | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            return self.path, _O_NOFOLLOW
-        try:
-            st = os.fstat(link)
-            if not stat.S_ISLNK(st.st_mode):
-                return self.path, _O_NOFOLLOW
-            if st.st_uid != self._linkOwner:
-                raise self._swappedLink()
-            target = os.readlink("", dir_fd=link)
-        finally:
-            os.close(link)
-        return os.path.join(os.path.dirname(self.path), target), _O_NOFOLLOW
+        path = self.path
+        # A chain of the same owner's links is followed one hop at a time
+        # (too long a chain ends with ELOOP at the open, refused).
+        for _ in range(_MAX_LINK_HOPS):
+            try:
+                link = os.open(path, _O_PATH | _O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                break
+            try:
+                st = os.fstat(link)
+                if not stat.S_ISLNK(st.st_mode):
+                    break
+                if st.st_uid != self._linkOwner:
+                    raise self._swappedLink()
+                target = os.readlink("", dir_fd=link)
+            finally:
+                os.close(link)
+            path = os.path.join(os.path.dirname(path), target)
+        return path, _O_NOFOLLOW
 
     def _noFollow(self) -> int:
         """
@@ -664,6 +669,7 @@ def formatJSONLine(event: LogEvent) -> str:
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_PATH = getattr(os, "O_PATH", 0)
+_MAX_LINK_HOPS = 8
 
 #: The errors of a file that tell nothing about the event being written: a
 #: full disk or quota, an I/O error, a missing directory, a permission or
