@@ -101,6 +101,23 @@ class LogFileWriter:
     @param clock: returns the time in seconds for C{checkInterval} (C{time.monotonic} by default).
     """
 
+    # What write() reads on every event, in slots (see HardenedSink's).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_checkAt",
+        "_clock",
+        "_closeWhenDone",
+        "_deletedNote",
+        "_fd",
+        "_lock",
+        "_size",
+        "_torn",
+        "_unchecked",
+        "checkEvery",
+        "rotateLength",
+    )
+
     def __init__(
         self,
         path: str | os.PathLike[str],

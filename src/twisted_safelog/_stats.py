@@ -51,13 +51,17 @@ class Counter:
     free-threaded build would need another primitive.)
     """
 
-    __slots__ = ("_count", "increment")
+    __slots__ = ("_count", "increment", "ticks")
 
     def __init__(self) -> None:
         self._count = itertools.count()
         # Bound once, so the hot path pays for one call and no attribute
         # lookups beyond this one.
         self.increment = self._count.__next__
+        #: The underlying C{itertools.count}: C{next(counter.ticks)} is the
+        #: same increment, a little cheaper than calling L{increment} (a
+        #: vectorcall rather than a method-wrapper), for the hottest paths.
+        self.ticks = self._count
 
     @property
     def value(self) -> int:
