@@ -232,6 +232,7 @@ def plot(result: dict[str, Any], path: Path) -> str:
     axes.set_title("Cost per event as observers grow")
     axes.legend()
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return f"growth plot written to {path}"
 
@@ -243,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternating rounds per case")
     parser.add_argument("--seconds", type=float, help="seconds of load per twistd run")
     parser.add_argument("--only", help="comma-separated cases to run")
-    parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
-    parser.add_argument("--plot", nargs="?", const=Path("benchmark-growth.png"), type=Path)
+    parser.add_argument("--json", type=Path, default=Path("logs/benchmark-results.json"))
+    parser.add_argument("--plot", nargs="?", const=Path("logs/benchmark-growth.png"), type=Path)
     args = parser.parse_args(argv)
     if args.scale is None:
         args.scale = 0.1 if args.quick else 1.0
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": elapsed,
         "results": results,
     }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=1, default=str))
     print(f"\nraw numbers: {args.json}")
     return 1 if any("error" in result for result in results) else 0
