@@ -171,6 +171,64 @@ def test_distinctLinesAmidAFloodAreAllDelivered() -> None:
     assert observer.stats().droppedByReason["repeated"] > 4000
 
 
+@pytest.mark.parametrize("interleaved", [True, False], ids=["interleaved", "one-after-the-other"])
+def test_twoFloodsAtOnceAreBothHeldBack(interleaved: bool) -> None:
+    """
+    A retry loop logs two lines again and again ("connecting", "refused;
+    retrying"), or a second flood starts while the first still repeats:
+    both are held back, each with its own exact summaries, not only the
+    first one that was noticed.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    observer = SafeObserver(sink, clock=clock, reporter=RecordingReporter(), repeatBurst=10)
+    for _ in range(4):
+        if interleaved:
+            for n in range(20000):
+                observer(event("connecting" if n % 2 else "refused; retrying"))
+        else:
+            for _ in range(10000):
+                observer(event("connecting"))
+            for _ in range(10000):
+                observer(event("refused; retrying"))
+        clock.advance(1.0)
+    observer.drain()
+    for text in ["connecting", "refused; retrying"]:
+        copies = [e for e in sink.events if e.get("text") == text]
+        counted = sum(
+            e["log_repeated"] for e in summaries(sink.events) if e["log_repeated_text"] == text
+        )
+        # A small fraction delivered, the rest summarised exactly.
+        assert len(copies) < 40000 // 20, (text, len(copies))
+        assert len(copies) + counted == 40000
+    stats = observer.stats()
+    assert stats.droppedByReason["repeated"] == 80000 - len(
+        [e for e in sink.events if "log_repeated" not in e]
+    )
+    assertBalanced(stats)
+
+
+def test_manyFloodsAtOnceNeverLoseASummary() -> None:
+    """
+    More floods at once than a sink follows: those it follows are held back
+    and summarised, the others are delivered; no held-back copy goes without
+    its summary.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    observer = SafeObserver(sink, clock=clock, reporter=RecordingReporter(), repeatBurst=2)
+    for _ in range(4):
+        for n in range(10000):
+            observer(event(f"line {n % 100}"))
+        clock.advance(1.0)
+    observer.drain()
+    stats = observer.stats()
+    counted = sum(e["log_repeated"] for e in summaries(sink.events))
+    assert stats.droppedByReason["repeated"] > 0
+    assert counted == stats.droppedByReason["repeated"]
+    assertBalanced(stats)
+
+
 def test_off() -> None:
     sink = RecordingObserver()
     observer = SafeObserver(sink, repeatBurst=0)

@@ -366,6 +366,9 @@ class RepeatFilter(Generic[T]):
         self._measured = False
         self._jitter = random.Random(0x5EED).randint
         self._samples: dict[Hashable, int] = {}
+        # While events repeat: the next item that is not one of them to be
+        # sampled (counted in items looked at).
+        self._nextSample = 0
         self._repeating: dict[Hashable, dict[Hashable, _Repeating]] = {}
         # Items known identical to a repeating one without rendering them.
         self._quick: dict[Hashable, _Repeating] = {}
@@ -474,13 +477,13 @@ class RepeatFilter(Generic[T]):
             try:
                 bucket = self._repeating.get(self.identity.coarse(item))
                 if bucket is None:
-                    return MARKED
+                    return self._sampleAside(item, now)
                 quick = self.identity.quick(item)
                 key = None if quick is None else self._quick.get(quick)
                 if key is None:
                     key = bucket.get(self.identity.fine(item))
                     if key is None:
-                        return MARKED
+                        return self._sampleAside(item, now)
                     if quick is not None:
                         if len(self._quick) >= _MAX_SAMPLES:
                             self._quick.clear()
@@ -508,27 +511,49 @@ class RepeatFilter(Generic[T]):
         # Jittered, so that traffic with a period (one line in two) cannot
         # hide from the samples.
         self.gate = self._position() + self._jitter(1, 2 * self._stride)
+        self._sample(item, now)
+        return DELIVER
+
+    def _sampleAside(self, item: T, now: float) -> int:
+        """
+        An item that is not one of the repeating ones, while some repeat
+        (every item is looked at then): a sample of them, taken as when
+        nothing repeats, so that a second flood (a retry loop's other line)
+        is noticed too.
+        """
+        if self._looked >= self._nextSample:
+            self._nextSample = self._looked + self._jitter(1, 2 * self._stride)
+            self._sample(item, now)
+        return MARKED
+
+    def _sample(self, item: T, now: float) -> None:
+        """
+        Count a sample of C{item}; seen often enough, it is watched from now
+        on.
+        """
         try:
             coarse = self.identity.coarse(item)
             hash(coarse)
             fine = self.identity.fine(item)
             seen = self._samples.get(fine, 0) + 1
         except Exception:
-            return DELIVER
+            return
         if len(self._samples) >= _MAX_SAMPLES:
             self._samples.clear()
         self._samples[fine] = seen
         if seen == 1 and not self._measured:
             self._stride = min(self._stride * 2, _MAX_STRIDE)
-        if seen >= 2 and seen * self._stride > self.burst:
+        if (
+            seen >= 2
+            and seen * self._stride > self.burst
+            and sum(len(b) for b in self._repeating.values()) < _MAX_SUSPECTS
+        ):
             # The same event twice in a sample of this interval: it is at
-            # least this frequent; watch every item from now on.
+            # least this frequent; watch every item from now on. (Not one
+            # already watched is forgotten to make room: its held-back
+            # copies would never be summarised.)
             self._repeating.setdefault(coarse, {})[fine] = _Repeating(item, fine, seen, now)
             del self._samples[fine]
-            if sum(len(b) for b in self._repeating.values()) > _MAX_SUSPECTS:
-                self._repeating.pop(next(iter(self._repeating)))
-                self._quick.clear()
-        return DELIVER
 
     # -- outside the lock ------------------------------------------------------
 
