@@ -34,6 +34,7 @@ from twisted_safelog import (
     safeFileLogObserver,
     uninstall,
 )
+from twisted_safelog._repeats import deliverMarked
 from twisted_safelog._settings import Settings
 from twisted_safelog.testing import RecordingObserver
 
@@ -226,6 +227,29 @@ def test_manyFloodsAtOnceNeverLoseASummary() -> None:
     counted = sum(e["log_repeated"] for e in summaries(sink.events))
     assert stats.droppedByReason["repeated"] > 0
     assert counted == stats.droppedByReason["repeated"]
+    assertBalanced(stats)
+
+
+def test_aSummaryDueWhenAnEchoArrivesIsStillDelivered() -> None:
+    """
+    The first event after an interval may be an echo of a delivery (it
+    bears the sink's mark, come from a pool thread): it is dropped, but the
+    summary it makes due is the sink's own and is delivered, not taken for
+    an echo too.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    observer = SafeObserver(sink, clock=clock, reporter=RecordingReporter())
+    for _ in range(5000):
+        observer(event())
+    held = observer.stats().droppedByReason["repeated"]
+    assert held > 0
+    clock.advance(1.5)
+    deliverMarked(observer, observer, event("an echo"))
+    (summary,) = summaries(sink.events)
+    assert summary["log_repeated"] == held
+    stats = observer.stats()
+    assert stats.droppedByReason["reentry"] == 1
     assertBalanced(stats)
 
 

@@ -100,6 +100,17 @@ def deliverMarked(owner: object, sink: Callable[[T], object], item: T) -> None:
         _delivering.reset(token)
 
 
+def _unmarked(call: Callable[[T], object], item: T) -> None:
+    """
+    Call C{call(item)} outside every delivery mark.
+    """
+    token = _delivering.set(())
+    try:
+        context.call({_CONTEXT_KEY: None}, call, item)  # type: ignore[no-untyped-call]
+    finally:
+        _delivering.reset(token)
+
+
 def _markedBy(owner: object) -> bool:
     """
     Was the calling code caused by a delivery to C{owner}?
@@ -567,7 +578,9 @@ class RepeatFilter(Generic[T]):
                 continue
             # What the summary's delivery causes is an echo, not a flood.
             key.lastAdmitted = now
-            self._deliver(summary)
+            # The summary is the sink's own, even when an echo made it due:
+            # delivered outside the echo's mark (its delivery has its own).
+            _unmarked(self._deliver, summary)
 
     def _maybeLoop(self, key: _Repeating, now: float) -> None:
         """
