@@ -26,6 +26,11 @@ def waitFor(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
     return condition()
 
 
+def _removed(directory: Path) -> bool:
+    shutil.rmtree(directory, ignore_errors=True)
+    return not directory.exists()
+
+
 def test_aStatusFileThatCannotBeWrittenIsReportedOnceAndItsRecovery(tmp_path: Path) -> None:
     directory = tmp_path / "run"
     directory.mkdir()
@@ -36,7 +41,9 @@ def test_aStatusFileThatCannotBeWrittenIsReportedOnceAndItsRecovery(tmp_path: Pa
     statusFile.start()
     try:
         assert waitFor(path.exists)
-        shutil.rmtree(directory)
+        # The writer may create and replace its temporary file while the
+        # tree is being removed: remove until the directory is gone.
+        assert waitFor(lambda: _removed(directory))
         assert waitFor(lambda: statusFile.lastError is not None)
         writes = statusFile.writes
         # Many intervals go by, every write fails; one report says so.

@@ -119,13 +119,18 @@ class StallWatchdog:
                 if self._paused:
                     self._thread = None
                     return
+                # Under the lock: watch() adds from other threads, and a
+                # WeakSet changed while it is copied raises (the thread
+                # would die, and stall detection with it).
+                watched = list(self._watched)
             now = self.clock()
-            for sink in list(self._watched):
+            for sink in watched:
                 try:
                     sink._checkStall(now)
                 except Exception:
                     pass
                 del sink
+            del watched
 
     def _pauseForFork(self) -> None:
         """
