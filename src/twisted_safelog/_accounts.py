@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from ._stats import Counter, DropReason, Drops, SinkStats, oneLine
+from ._stats import Counter, DropReason, Drops, SinkStats
 
 __all__ = ["SinkAccounts"]
 
@@ -96,18 +96,17 @@ class SinkAccounts:
             )
         else:
             byReason[DropReason.quarantine.value] += shed
-        return SinkStats(
-            name=name,
-            state=state,
-            received=fast + shed + self.received.value,
-            delivered=fast + self.delivered.value,
-            failed=self.failed.value,
-            dropped=sum(byReason.values()),
-            droppedByReason=byReason,
-            buffered=buffered,
-            since=since,
-            lastError=None if lastError is None else oneLine(lastError),
-            stalledFor=stalledFor,
+        return SinkStats.fromCounts(
+            name,
+            state,
+            fast + shed + self.received.value,
+            fast + self.delivered.value,
+            self.failed.value,
+            byReason,
+            buffered,
+            since,
+            lastError,
+            stalledFor,
         )
 
     def unreported(self, stats: SinkStats) -> list[tuple[str, int]]:

@@ -154,13 +154,43 @@ class SinkStats:
         A snapshot of a sink's live counters; C{dropped} is the sum of the
         drops by reason.
         """
-        byReason = drops.byReason()
+        return cls.fromCounts(
+            name,
+            state,
+            received.value,
+            delivered.value,
+            failed.value,
+            drops.byReason(),
+            buffered,
+            since,
+            lastError,
+            stalledFor,
+        )
+
+    @classmethod
+    def fromCounts(
+        cls,
+        name: str,
+        state: str,
+        received: int,
+        delivered: int,
+        failed: int,
+        byReason: dict[str, int],
+        buffered: int,
+        since: float = 0.0,
+        lastError: str | None = None,
+        stalledFor: float = 0.0,
+    ) -> SinkStats:
+        """
+        A snapshot of counts already read; C{dropped} is the sum of
+        C{byReason}, and C{lastError} is cut to one short line.
+        """
         return cls(
             name=name,
             state=state,
-            received=received.value,
-            delivered=delivered.value,
-            failed=failed.value,
+            received=received,
+            delivered=delivered,
+            failed=failed,
             dropped=sum(byReason.values()),
             droppedByReason=byReason,
             buffered=buffered,
