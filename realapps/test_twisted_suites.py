@@ -10,6 +10,7 @@ purpose.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -52,8 +53,12 @@ def runTrial(mode: str, directory: Path) -> tuple[dict[str, str], str]:
 
 
 def test_twistedsOwnSuitesDifferOnlyWhereExpected(tmp_path: Path) -> None:
+    devNull = os.stat("/dev/null").st_mode
     plain, plainErr = runTrial("plain", tmp_path / "plain")
     installed, installedErr = runTrial("installed", tmp_path / "installed")
+    # Run as root, test_logfile's test_cantChangeFileMode made /dev/null
+    # mode 0555 for the whole machine (trialrun.py skips it as root).
+    assert os.stat("/dev/null").st_mode == devNull, "the suites left /dev/null alone"
     # Printed for the record (pytest -s): the counts of each run.
     print("plain:", len(plain), dict(Counter(plain.values())))
     print("installed:", len(installed), dict(Counter(installed.values())))
