@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.test_safe -*-
+"""
+The replay buffer of a L{HardenedSink}: where items wait, bounded in items
+and in bytes, while the sink is quarantined or replaying, and how they are
+replayed in order once it recovers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._breaker import BreakerState
+from ._sizes import approximateSize
+from ._stats import DropReason
+
+if TYPE_CHECKING:
+    import threading
+
+    from ._accounts import SinkAccounts
+    from ._breaker import CircuitBreaker
+    from ._repeats import RepeatFilter
+    from ._stats import Drops
+
+__all__ = ["ReplayBuffer"]
+
+T = TypeVar("T")
+
+_CLOSED = BreakerState.closed
+
+
+class ReplayBuffer(Generic[T]):
+    """
+    The replay buffer's part of L{HardenedSink} (a mixin: the state it uses
+    is L{HardenedSink}'s, set up by its constructor).
+    """
+
+    if TYPE_CHECKING:
+        _buffer: deque[T | _Retry[T]]
+        _sizes: deque[int]
+        _slotBytes: int
+        _bigItems: int
+        _draining: bool
+        _lock: threading.RLock
+        _accounts: SinkAccounts
+        _countShed: Callable[[], object]
+        _drops: Drops
+        _probeAt: float
+        bufferSize: int
+        bufferBytes: int
+        retryFailed: bool
+        breaker: CircuitBreaker
+        fallback: Callable[[T], object] | None
+        repeats: RepeatFilter[T]
+
+        def _deliver(
+            self,
+            event: T,
+            attempt: int = 1,
+            early: bool = False,
+            size: int | None = None,
+            marked: bool = False,
+        ) -> bool | None: ...
+
+        def _settle(self) -> None: ...
+
+    @property
+    def buffered(self) -> int:
+        """
+        How many items wait in the replay buffer.
+        """
+        return len(self._buffer)
+
+    def _shed(self, event: T) -> None:
+        """
+        Quarantined with no probe due: the price of a size estimate and a
+        counter. The event goes to the buffer (oldest items dropped to make
+        room, in events and in bytes), one count says so, and nothing is
+        reported: drops are reported together, with exact counts, at the
+        next state change (L{_reportDrops}).
+        """
+        size = approximateSize(event)
+        if size <= self._slotBytes and not self._bigItems:
+            self._buffer.append(event)
+            self._sizes.append(size)
+        else:
+            self._bufferItem(event, size)
+        self._countShed()
+        fallback = self.fallback
+        if fallback is not None:
+            fallback(event)
+
+    def _bufferItem(self, item: T | _Retry[T], size: int) -> None:
+        """
+        Append C{item} to the replay buffer, dropping the oldest items until
+        it fits in C{bufferSize} items and C{bufferBytes} bytes; an item
+        larger than C{bufferBytes} on its own is not kept. (What is put in
+        and neither taken out nor still there is counted as an overflow
+        drop: see L{SinkAccounts}.)
+        """
+        if not self.bufferSize or size > self.bufferBytes:
+            return
+        buffer = self._buffer
+        sizes = self._sizes
+        with self._lock:
+            total = sum(sizes)
+            while buffer and (len(buffer) >= self.bufferSize or total + size > self.bufferBytes):
+                buffer.popleft()
+                total -= sizes.popleft() if sizes else 0
+            buffer.append(item)
+            sizes.append(size)
+            slot = self._slotBytes
+            self._bigItems = sum(1 for each in sizes if each > slot)
+
+    @property
+    def bufferedBytes(self) -> int:
+        """
+        The estimated size of what waits in the replay buffer, in bytes.
+        """
+        return sum(self._sizes)
+
+    def _requeue(self, event: T, attempts: int, size: int | None = None) -> bool:
+        """
+        Put a failed item back at the head of the buffer, to be retried
+        first; C{False} if the buffer is full (or there is none).
+        """
+        if size is None:
+            size = approximateSize(event)
+        with self._lock:
+            if len(self._buffer) >= self.bufferSize or sum(self._sizes) + size > self.bufferBytes:
+                return False
+            self._buffer.appendleft(_Retry(event, attempts))
+            self._sizes.appendleft(size)
+            if size > self._slotBytes:
+                self._bigItems += 1
+            self._accounts.queued.increment()
+            return True
+
+    def _quarantined(self, event: T) -> None:
+        """
+        The breaker is not closed and a probe may be due, or events wait in
+        the buffer and must keep their order.
+        """
+        if not self.bufferSize:
+            if self.breaker.allow():
+                self._deliver(event)
+            else:
+                self._drops.add(DropReason.quarantine)
+                if self.fallback is not None:
+                    self.fallback(event)
+            return
+        size = approximateSize(event)
+        if size <= self._slotBytes and not self._bigItems:
+            self._buffer.append(event)
+            self._sizes.append(size)
+        else:
+            self._bufferItem(event, size)
+        self._accounts.queued.increment()
+        self.drain()
+        # After the drain: if a probe succeeded the event has been delivered
+        # and the fallback does not need it.
+        if self.fallback is not None and self.breaker.state is not _CLOSED:
+            self.fallback(event)
+
+    def drain(self) -> None:
+        """
+        Replay buffered events to the observer, oldest first, for as long as
+        the breaker allows. Called on every event that arrives while events
+        are buffered and a probe may be due; call it yourself (from a
+        C{LoopingCall}, say) to replay without waiting for the next event.
+        Only one thread drains at a time.
+        Summaries of held-back identical events that are due are delivered
+        first.
+        """
+        if self.repeats.watching:
+            self.repeats.flush()
+        lock = self._lock
+        buffer = self._buffer
+        breaker = self.breaker
+        with lock:
+            if self._draining or not buffer:
+                return
+            self._draining = True
+        try:
+            while True:
+                if not breaker.allow():
+                    break
+                early = breaker.probingEarly
+                with lock:
+                    # Checked again under the lock: close() (or an overflow)
+                    # may have emptied the buffer since.
+                    if buffer:
+                        item = buffer.popleft()
+                        size = self._sizes.popleft() if self._sizes else 0
+                        if size > self._slotBytes and self._bigItems:
+                            self._bigItems -= 1
+                        self._accounts.unqueued.increment()
+                    else:
+                        self._draining = False
+                        item = _NOTHING
+                if item is _NOTHING:
+                    # A probe we were given must not be kept with nothing to
+                    # try, or the breaker would stay half-open for ever.
+                    breaker.release()
+                    self._probeAt = 0.0
+                    break
+                if isinstance(item, _Retry):
+                    event, attempts = item.event, item.attempts
+                else:
+                    event, attempts = item, 0
+                outcome = self._deliver(event, attempts + 1, early, size)
+                if outcome is None or (outcome is False and self.retryFailed):
+                    # Retried at the next event (or drain), not in a hot loop.
+                    break
+        finally:
+            with lock:
+                self._draining = False
+        self._settle()
+
+
+class _Retry(Generic[T]):
+    """
+    A buffered item whose delivery failed C{attempts} times (retryFailed).
+    """
+
+    __slots__ = ("attempts", "event")
+
+    def __init__(self, event: T, attempts: int) -> None:
+        self.event = event
+        self.attempts = attempts
+
+
+#: What drain() pops from a buffer that was emptied under it.
+_NOTHING: Any = object()
