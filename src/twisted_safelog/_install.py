@@ -22,13 +22,8 @@ from twisted.logger import ILogObserver, LogPublisher, globalLogPublisher
 
 from ._accounting import accountAll, watchReactor
 from ._breaker import IClock
-from ._handlers import (
-    HandlerHardening,
-    checkCollaborators,
-    hardenHandler,
-    hardenHandlers,
-    needsHardening,
-)
+from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, needsHardening
+from ._hardening import checkCollaborators
 from ._policy import Policy
 from ._registry import isHardened, unregister
 from ._report import IReporter
