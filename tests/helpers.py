@@ -5,17 +5,23 @@ L{twisted_safelog.testing}).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel
 from zope.interface import implementer
 
-from twisted_safelog import IReporter, Reporter
+from twisted_safelog import HandlerHardening, IReporter, Reporter, hardeningOf
 
 
 class LineCollector:
@@ -102,6 +108,23 @@ class BrokenHandler(logging.Handler):
             self.handleError(record)
 
 
+def brokenHandlerLogged(
+    logger: logging.Logger, errors: int
+) -> tuple[BrokenHandler, HandlerHardening]:
+    """
+    A L{BrokenHandler} added to C{logger} (where handlers are hardened as
+    they are added, by C{install()}), and its hardening, once C{errors}
+    records were logged through it.
+    """
+    broken = BrokenHandler()
+    logger.addHandler(broken)
+    for n in range(errors):
+        logger.error("event %d", n)
+    hardening = hardeningOf(broken)
+    assert hardening is not None
+    return broken, hardening
+
+
 def event(n: int = 0, **extra: object) -> LogEvent:
     """
     A minimal new-style event, numbered so order can be checked.
@@ -127,11 +150,81 @@ def requireTool(name: str) -> str:
         (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None
     )
     if path is None:
-        message = f"{name} is not installed (apt-get install it; .ci/run does)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missingComponent(f"{name} is not installed (apt-get install it; .ci/run does)")
     return path
+
+
+def missingComponent(message: str) -> NoReturn:
+    """
+    A real component the test needs is not there: under CI=true the test
+    fails (CI must provide it); elsewhere it is skipped.
+    """
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def mountedTmpfs(mountPoint: Path, options: str) -> Iterator[Path]:
+    """
+    A real tmpfs mounted (we are root) at the existing empty directory
+    C{mountPoint} with C{mount -o options}, lazily unmounted afterwards. Where
+    it cannot be mounted, L{missingComponent}.
+    """
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mountPoint)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        missingComponent(f"cannot mount a tmpfs (needs root): {result.stderr.strip()}")
+    try:
+        yield mountPoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountPoint)], timeout=30, check=False)
+
+
+def fullPipe() -> tuple[int, int]:
+    """
+    A pipe whose buffer is full and that nobody reads: (read end, write end).
+    """
+    r, w = os.pipe()
+    flags = fcntl.fcntl(w, fcntl.F_GETFL)
+    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(w, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(w, fcntl.F_SETFL, flags)
+    return r, w
+
+
+def waitFor(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """
+    Whether C{condition()} became true within C{timeout} seconds, asked
+    every C{interval} seconds (and once more at the deadline).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def privateLogger(name: str) -> Iterator[logging.Logger]:
+    """
+    For a fixture: the stdlib logger C{name}, not propagating, at DEBUG;
+    afterwards its handlers are removed and its level unset.
+    """
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger
+    logger.handlers[:] = []
+    logger.setLevel(logging.NOTSET)
 
 
 Thunk = Callable[[], object]

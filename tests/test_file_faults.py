@@ -25,7 +25,7 @@ from twisted.logger import LogLevel
 
 from twisted_safelog import BreakerState, ConfigurationError, LogFileWriter, safeFileLogObserver
 
-from .helpers import RecordingReporter, event
+from .helpers import RecordingReporter, event, missingComponent, mountedTmpfs
 
 LINE = re.compile(r"^\S+ \[tests#info\] event (\d+) (x*)$")
 
@@ -37,22 +37,10 @@ def smallTmpfs() -> Iterator[Path]:
     be mounted the test is skipped, and under CI=true it fails.
     """
     mountPoint = Path(tempfile.mkdtemp(prefix="safelog-tmpfs-"))
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(mountPoint)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        mountPoint.rmdir()
-        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     try:
-        yield mountPoint
+        with mountedTmpfs(mountPoint, "size=64k,mode=0755"):
+            yield mountPoint
     finally:
-        subprocess.run(["umount", "-l", str(mountPoint)], timeout=30, check=False)
         mountPoint.rmdir()
 
 
@@ -145,23 +133,12 @@ def test_threadsLoggingWhileAnotherProcessFillsAndFreesTheDisk(tmp_path: Path) -
     """
     mountPoint = tmp_path / "disk"
     mountPoint.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountPoint)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if result.returncode != 0:
-        message = f"cannot mount a tmpfs (needs root): {result.stderr.strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     threads, perThread = 4, 300  # about 550 kB of lines
 
     def payload(t: int, n: int) -> str:
         return "x" * (100 + (t * 7919 + n * 137) % 700)
 
-    try:
+    with mountedTmpfs(mountPoint, "size=1m"):
         path = mountPoint / "app.log"
         observer = safeFileLogObserver(
             path,
@@ -189,8 +166,6 @@ def test_threadsLoggingWhileAnotherProcessFillsAndFreesTheDisk(tmp_path: Path) -
             time.sleep(0.01)
         stats = observer.stats()
         text = path.read_text()
-    finally:
-        subprocess.run(["umount", "-l", str(mountPoint)], timeout=30, check=False)
     assert text.endswith("\n")
     line = re.compile(r"^\S+ \[tests#info\] T(\d) N(\d+) (x*)$")
     seen: dict[int, list[int]] = {t: [] for t in range(threads)}
@@ -327,17 +302,24 @@ def test_reopenDoesNotFollowASymlinkSwappedInAtThePath(tmp_path: Path) -> None:
     assert not path.is_symlink()
 
 
+def writtenAcrossAReopen(path: Path, real: Path) -> tuple[list[int], int]:
+    """
+    Log event 0 into a file sink at C{path}, reopen it, log event 1: the
+    numbers of the events in the file C{real}, and the sink's failures.
+    """
+    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
+    observer(event(0))
+    observer.reopen()
+    observer(event(1))
+    return [int(n) for n in re.findall(r"event (\d+)", real.read_text())], observer.stats().failed
+
+
 def test_theFirstOpenFollowsTheAdministratorsLinkAndReopensDoToo(tmp_path: Path) -> None:
     real = tmp_path / "data" / "real.log"
     real.parent.mkdir()
     path = tmp_path / "app.log"
     path.symlink_to(real)
-    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
-    observer(event(0))
-    observer.reopen()
-    observer(event(1))
-    assert [int(n) for n in re.findall(r"event (\d+)", real.read_text())] == [0, 1]
-    assert observer.stats().failed == 0
+    assert writtenAcrossAReopen(path, real) == ([0, 1], 0)
 
 
 def test_reopensFollowAChainOfTheAdministratorsLinks(tmp_path: Path) -> None:
@@ -351,12 +333,7 @@ def test_reopensFollowAChainOfTheAdministratorsLinks(tmp_path: Path) -> None:
     middle.symlink_to(real)
     path = tmp_path / "app.log"
     path.symlink_to(middle)
-    observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
-    observer(event(0))
-    observer.reopen()
-    observer(event(1))
-    assert [int(n) for n in re.findall(r"event (\d+)", real.read_text())] == [0, 1]
-    assert observer.stats().failed == 0
+    assert writtenAcrossAReopen(path, real) == ([0, 1], 0)
 
 
 def test_levelsStillReadAsTwistedWrites(tmp_path: Path) -> None:
@@ -454,6 +431,23 @@ def test_aFifoSwappedInAtThePathNeverBlocksAReopen(fifoPath: Path) -> None:
     assert stats.balanced
 
 
+def administratorsLink(tmp_path: Path) -> tuple[Path, Path]:
+    """
+    The log path C{logs/app.log}, a link the administrator made to
+    C{data/real.log}, and a file that must never be written:
+    C{(path, victim)}.
+    """
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    real = tmp_path / "data" / "real.log"
+    real.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = logs / "app.log"
+    path.symlink_to(real)
+    return path, victim
+
+
 def test_aLinkSwappedInBetweenTheCheckAndTheReopenIsNotFollowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,14 +461,8 @@ def test_aLinkSwappedInBetweenTheCheckAndTheReopenIsNotFollowed(
     The interleaving is made exact: the swap happens inside the writer's
     own C{lstat} of the path, as a racing process would do it.
     """
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    real = tmp_path / "data" / "real.log"
-    real.parent.mkdir()
-    victim = tmp_path / "victim"
-    victim.write_text("precious\n")
-    path = logs / "app.log"
-    path.symlink_to(real)
+    path, victim = administratorsLink(tmp_path)
+    logs = path.parent
     observer = safeFileLogObserver(path, clock=Clock(), reporter=RecordingReporter())
     observer(event(0))
     realLstat = os.lstat
@@ -505,19 +493,10 @@ def test_aRacingProcessSwappingLinksNeverGetsALineWritten(tmp_path: Path) -> Non
     and reopens the file after every event. Not one line reaches the file.
     """
     if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("needs root to run a process as another user")
-        pytest.skip("needs root to run a process as another user")
+        missingComponent("needs root to run a process as another user")
     tmp_path.chmod(0o755)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    logs.chmod(0o777)
-    real = tmp_path / "data" / "real.log"
-    real.parent.mkdir()
-    victim = tmp_path / "victim"
-    victim.write_text("precious\n")
-    path = logs / "app.log"
-    path.symlink_to(real)
+    path, victim = administratorsLink(tmp_path)
+    path.parent.chmod(0o777)
     observer = safeFileLogObserver(
         path, reporter=RecordingReporter(), resetTimeout=0.001, maxResetTimeout=0.002
     )

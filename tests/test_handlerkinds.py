@@ -31,7 +31,7 @@ from twisted_safelog import (
 )
 from twisted_safelog._registry import hardenedSinks
 
-from .helpers import BrokenHandler, RecordingReporter
+from .helpers import BrokenHandler, RecordingReporter, brokenHandlerLogged, privateLogger
 
 
 class _Unprintable:
@@ -45,11 +45,7 @@ class _Unprintable:
 
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("tests.handlerkinds")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    yield logger
-    logger.handlers[:] = []
+    yield from privateLogger("tests.handlerkinds")
 
 
 # -- a long-lived handler, hardened and given back many times -------------------
@@ -104,12 +100,7 @@ def test_recordsBufferedWhenTheHardeningIsUndoneAreAccounted(logger: logging.Log
     publisher = LogPublisher()
     install(publisher, reporter=reporter, clock=Clock(), failureThreshold=2, bufferSize=10)
     try:
-        broken = BrokenHandler()
-        logger.addHandler(broken)
-        for n in range(6):
-            logger.error("event %d", n)
-        hardening = hardeningOf(broken)
-        assert hardening is not None
+        broken, hardening = brokenHandlerLogged(logger, 6)
         name = hardening.name
         assert hardening.stats().buffered == 4
         del hardening

@@ -33,7 +33,13 @@ from twisted_safelog import (
     uninstall,
 )
 
-from .helpers import BrokenHandler, ListHandler, RecordingReporter
+from .helpers import (
+    BrokenHandler,
+    ListHandler,
+    RecordingReporter,
+    brokenHandlerLogged,
+    privateLogger,
+)
 
 
 @pytest.fixture
@@ -53,12 +59,7 @@ def installed() -> Iterator[RecordingReporter]:
 
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("tests.handlers")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    yield logger
-    logger.handlers[:] = []
-    logger.setLevel(logging.NOTSET)
+    yield from privateLogger("tests.handlers")
 
 
 def test_handlersStayTheApplicationsOwnObjects(
@@ -227,12 +228,7 @@ def test_thousandHandlersAddedRemovedAndClosedAreCollected(
 def test_aHandlerCollectedWithRecordsBufferedIsAccounted(
     installed: RecordingReporter, logger: logging.Logger
 ) -> None:
-    broken = BrokenHandler()
-    logger.addHandler(broken)
-    for n in range(8):
-        logger.error("event %d", n)
-    hardening = hardeningOf(broken)
-    assert hardening is not None
+    broken, hardening = brokenHandlerLogged(logger, 8)
     name = hardening.name
     assert hardening.stats().buffered == 3
     logger.removeHandler(broken)

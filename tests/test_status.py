@@ -5,13 +5,13 @@ made it, as immutable snapshots, held weakly.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -29,7 +29,10 @@ from twisted_safelog import (
 )
 from twisted_safelog._status import uniqueNames, watchStateChanges
 
+from . import helpers
 from .helpers import BrokenHandler, ListHandler, RecordingReporter, event
+
+waitFor = functools.partial(helpers.waitFor, timeout=20.0, interval=0.02)
 
 
 def unique(prefix: str) -> str:
@@ -259,12 +262,3 @@ def test_aStalledSinkIsUnhealthyAndTheStatusFileHearsAtOnce(tmp_path: Path) -> N
         release.set()
         statusFile.stop()
         queued.stop(5)
-
-
-def waitFor(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()

@@ -5,6 +5,7 @@ C{python -m twisted_safelog status} command that reads it.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -13,7 +14,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,10 @@ from twisted.internet.task import Clock
 from twisted_safelog import ConfigurationError, RecentReports, SafeObserver, StatusFile
 from twisted_safelog._statuscli import HEALTHY, UNHEALTHY, UNKNOWN, formatTable, judge, runStatus
 
+from . import helpers
 from .helpers import RecordingReporter, event
 
-
-def waitFor(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+waitFor = functools.partial(helpers.waitFor, timeout=20.0, interval=0.02)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -125,7 +119,7 @@ def test_aHungFileSystemNeverBlocksTheCaller(tmp_path: Path) -> None:
     worker = statusFile._thread
     assert worker is not None
     try:
-        assert waitFor(lambda: statusFile.writes == 0 and _workerInOpen(statusFile), 10)
+        assert waitFor(lambda: statusFile.writes == 0 and _workerInOpen(statusFile), timeout=10)
         done = threading.Event()
 
         def changeStates() -> None:

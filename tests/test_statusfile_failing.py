@@ -8,22 +8,11 @@ stale, and the log says why, instead of nothing anywhere.
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from twisted_safelog import StatusFile
 
-from .helpers import RecordingReporter
-
-
-def waitFor(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
+from .helpers import RecordingReporter, waitFor
 
 
 def _removed(directory: Path) -> bool:
