@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from twisted_safelog import NonBlockingObserver, SafeObserver, isHealthy
 from twisted_safelog._status import shownState
 from twisted_safelog.testing import RecordingObserver
 
-from .helpers import RecordingReporter, event
+from .helpers import RecordingReporter, event, fullPipe
 
 PRELUDE = textwrap.dedent(
     """
@@ -70,13 +71,41 @@ PRELUDE = textwrap.dedent(
             chunks.append(chunk)
         os.waitpid(pid, 0)
         return json.loads(b"".join(chunks))
+
+    def logUnderSignals(observer, flush=False, seconds=2):
+        # Log into observer as fast as possible for seconds while SIGALRM
+        # fires every 2 ms into a handler that logs into it too (as twistd's
+        # SIGTERM handler does); then (flushed, if asked) the counts: events
+        # logged, signals handled, events received and accounted for.
+        import signal
+        handled = [0]
+        def onSignal(signum, frame):
+            handled[0] += 1
+            observer({"log_format": "Received SIGTERM, shutting down.",
+                      "log_time": 0.0, "log_namespace": "signal"})
+        signal.signal(signal.SIGALRM, onSignal)
+        signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+        n = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            observer(ev(n))
+            n += 1
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if flush:
+            observer.flush(20)
+        s = observer.stats()
+        return {"logged": n, "handled": handled[0], "received": s.received,
+                "accounted": s.delivered + s.failed + s.dropped + s.buffered}
     """
 )
 
 
-def runScript(body: str, timeout: float = 60, **popen: object) -> dict[str, object]:
+def runScriptCapturing(
+    body: str, timeout: float = 60, **popen: object
+) -> tuple[dict[str, Any], str]:
     """
-    Run C{PRELUDE + body} in a new interpreter; it prints one JSON line.
+    Run C{PRELUDE + body} in a new interpreter, which must end well having
+    printed one JSON line last: that line, read, and its standard error.
     """
     result = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(body)],
@@ -85,8 +114,15 @@ def runScript(body: str, timeout: float = 60, **popen: object) -> dict[str, obje
         timeout=timeout,
         **popen,  # type: ignore[call-overload]
     )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def runScript(body: str, timeout: float = 60, **popen: object) -> dict[str, object]:
+    """
+    Run C{PRELUDE + body} in a new interpreter; it prints one JSON line.
+    """
+    return runScriptCapturing(body, timeout, **popen)[0]
 
 
 # -- fork -----------------------------------------------------------------------
@@ -333,19 +369,6 @@ def test_nonBlockingStatsShowAStalledDelivery() -> None:
 
 
 # -- reports and fd 2 -------------------------------------------------------------
-
-
-def fullPipe() -> tuple[int, int]:
-    r, w = os.pipe()
-    flags = fcntl.fcntl(w, fcntl.F_GETFL)
-    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    try:
-        while True:
-            os.write(w, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    fcntl.fcntl(w, fcntl.F_SETFL, flags)
-    return r, w
 
 
 def test_reportsNeverBlockOnAFullFd2AndSaySoWhenItDrains() -> None:
@@ -685,6 +708,19 @@ def test_noThreadOfOursIsThereWhenTheProcessForks() -> None:
 # -- signals ----------------------------------------------------------------------
 
 
+def assertEveryEventAccounted(found: dict[str, Any], names: tuple[str, ...]) -> None:
+    """
+    For each run in C{found} (from C{logUnderSignals}): the signal handler
+    logged often, every event logged (its own included) was received, and
+    every one received is accounted for.
+    """
+    for name in names:
+        counts = found[name]
+        assert counts["handled"] > 50, found
+        assert counts["received"] == counts["logged"] + counts["handled"], found
+        assert counts["accounted"] == counts["received"], found
+
+
 def test_aSignalHandlerThatLogsNeverDeadlocksTheThreadItInterrupts() -> None:
     """
     twistd's SIGTERM and SIGINT handlers log ("Received SIGTERM, shutting
@@ -697,9 +733,9 @@ def test_aSignalHandlerThatLogsNeverDeadlocksTheThreadItInterrupts() -> None:
     whose drops are reported), the process ends, and every event, the
     handler's included, is accounted for.
     """
-    script = PRELUDE + textwrap.dedent(
+    found, _ = runScriptCapturing(
         """
-        import faulthandler, signal
+        import faulthandler
         # A deadlock ends the process with the stacks on stderr.
         faulthandler.dump_traceback_later(40, exit=True)
         lines = []
@@ -710,37 +746,13 @@ def test_aSignalHandlerThatLogsNeverDeadlocksTheThreadItInterrupts() -> None:
                 if slow:
                     time.sleep(0.0005)
             observer = NonBlockingObserver(sink, maxQueue=maxQueue, reporter=reporter)
-            handled = [0]
-            def onSignal(signum, frame, observer=observer, handled=handled):
-                handled[0] += 1
-                observer({"log_format": "Received SIGTERM, shutting down.",
-                          "log_time": 0.0, "log_namespace": "signal"})
-            signal.signal(signal.SIGALRM, onSignal)
-            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
-            n = 0
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                observer(ev(n))
-                n += 1
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            observer.flush(20)
-            s = observer.stats()
-            results[name] = {"logged": n, "handled": handled[0], "received": s.received,
-                             "accounted": s.delivered + s.failed + s.dropped + s.buffered}
+            results[name] = logUnderSignals(observer, flush=True)
         faulthandler.cancel_dump_traceback_later()
         print(json.dumps(results))
-        """
+        """,
+        timeout=120,
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
-    for name in ("room", "full"):
-        counts = found[name]
-        assert counts["handled"] > 50, found
-        assert counts["received"] == counts["logged"] + counts["handled"], found
-        assert counts["accounted"] == counts["received"], found
+    assertEveryEventAccounted(found, ("room", "full"))
 
 
 def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
@@ -752,9 +764,9 @@ def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
     while one of them is held must not wait for it. Every event is
     accounted for.
     """
-    script = PRELUDE + textwrap.dedent(
+    found, _ = runScriptCapturing(
         """
-        import faulthandler, signal
+        import faulthandler
         faulthandler.dump_traceback_later(40, exit=True)
         lines = []
         reporter = Reporter(write=lines.append)
@@ -767,36 +779,13 @@ def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
                     raise ValueError("the sink failed")
             observer = SafeObserver(sink, reporter=reporter, resetTimeout=0.001,
                                     maxResetTimeout=0.001)
-            handled = [0]
-            def onSignal(signum, frame, observer=observer, handled=handled):
-                handled[0] += 1
-                observer({"log_format": "Received SIGTERM, shutting down.",
-                          "log_time": 0.0, "log_namespace": "signal"})
-            signal.signal(signal.SIGALRM, onSignal)
-            signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
-            n = 0
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                observer(ev(n))
-                n += 1
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            s = observer.stats()
-            results[name] = {"logged": n, "handled": handled[0], "received": s.received,
-                             "accounted": s.delivered + s.failed + s.dropped + s.buffered}
+            results[name] = logUnderSignals(observer)
         faulthandler.cancel_dump_traceback_later()
         print(json.dumps(results))
-        """
+        """,
+        timeout=120,
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
-    for name in ("sometimes", "always"):
-        counts = found[name]
-        assert counts["handled"] > 50, found
-        assert counts["received"] == counts["logged"] + counts["handled"], found
-        assert counts["accounted"] == counts["received"], found
+    assertEveryEventAccounted(found, ("sometimes", "always"))
 
 
 # -- multiprocessing ----------------------------------------------------------------
@@ -811,7 +800,7 @@ def test_aMultiprocessingChildDeliversItsLastLinesBeforeItEnds(tmp_path: Path) -
     run); and with a sink stuck for ever, the child still ends within the
     flush deadline and says how many events it could not deliver.
     """
-    script = PRELUDE + textwrap.dedent(
+    found, stderr = runScriptCapturing(
         f"""
         import multiprocessing
         from twisted_safelog import safeFileLogObserver
@@ -834,16 +823,12 @@ def test_aMultiprocessingChildDeliversItsLastLinesBeforeItEnds(tmp_path: Path) -
             if process.exitcode is None:
                 process.kill()
         print(json.dumps(results))
-        """
+        """,
+        timeout=120,
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["healthy"]["exitcode"] == 0, found
     lines = (tmp_path / "child.log").read_text().splitlines()
     assert [line.rsplit(" ", 1)[-1] for line in lines] == [str(n) for n in range(200)]
     assert found["stuck"]["exitcode"] == 0, found
     assert found["stuck"]["took"] < 20, found
-    assert "199 queued events could not be delivered within 1s" in result.stderr, result.stderr
+    assert "199 queued events could not be delivered within 1s" in stderr, stderr
