@@ -6,7 +6,6 @@ file descriptor 2 all stop accepting writes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .twistdprocess import environment, stopPid, twistdCommand
+from .helpers import fullPipe
+from .twistdprocess import environment, readPid, runTwistd, start, stopPid
 
 #: Per mode; the issue asks for at least 20 daemonized runs.
 DAEMON_RUNS = 20
@@ -71,28 +71,23 @@ def daemonRun(tmp: Path, nonBlocking: bool) -> dict[str, object]:
     env = environment(
         DAEMON_DIR=str(tmp), TWISTED_SAFELOG_NONBLOCKING="true" if nonBlocking else "false"
     )
-    launcher = subprocess.run(
+    launcher = runTwistd(
         [
-            *twistdCommand(),
             "--logger=twisted_safelog.observer",
             f"--logfile={log}",
             f"--pidfile={pidfile}",
             "-y",
             str(tmp / "app.tac"),
         ],
-        cwd=tmp,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
+        tmp,
+        env,
         timeout=60,
     )
     result: dict[str, object] = {"launcher": launcher.returncode, "stderr": launcher.stderr}
     deadline = time.monotonic() + 30
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not pidfile.exists():
+    pid = readPid(pidfile, deadline - time.monotonic())
+    if pid is None:
         return result
-    pid = int(pidfile.read_text())
     logged = f"tick 3 in pid {pid}"
     while time.monotonic() < deadline and logged not in log.read_text():
         time.sleep(0.05)
@@ -178,22 +173,6 @@ STALLED_TAC = textwrap.dedent(
 )
 
 
-def fullPipe() -> tuple[int, int]:
-    """
-    A pipe whose buffer is full and that nobody reads: (read end, write end).
-    """
-    r, w = os.pipe()
-    flags = fcntl.fcntl(w, fcntl.F_GETFL)
-    fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    try:
-        while True:
-            os.write(w, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    fcntl.fcntl(w, fcntl.F_SETFL, flags)
-    return r, w
-
-
 def heartbeat(tmp: Path) -> dict[str, object]:
     try:
         return json.loads((tmp / "heartbeat").read_text())  # type: ignore[no-any-return]
@@ -210,11 +189,10 @@ def runStalled(tmp: Path, args: list[str], env: dict[str, str]) -> dict[str, obj
     (tmp / "app.tac").write_text(STALLED_TAC)
     outR, outW = fullPipe()
     errR, errW = fullPipe()
-    process = subprocess.Popen(
-        [*twistdCommand(), "-n", "--pidfile=", *args, "-y", str(tmp / "app.tac")],
-        cwd=tmp,
-        env=environment(DAEMON_DIR=str(tmp), **env),
-        stdin=subprocess.DEVNULL,
+    process = start(
+        ["-n", "--pidfile=", *args, "-y", str(tmp / "app.tac")],
+        tmp,
+        environment(DAEMON_DIR=str(tmp), **env),
         stdout=outW,
         stderr=errW,
     )
@@ -284,18 +262,10 @@ def test_synchronousDeliveryLetsAStalledStdoutFreezeTheReactor(tmp_path: Path) -
     """
     (tmp_path / "app.tac").write_text(STALLED_TAC)
     outR, outW = os.pipe()  # not full yet: the app fills it
-    process = subprocess.Popen(
-        [
-            *twistdCommand(),
-            "-n",
-            "--pidfile=",
-            "--logger=twisted_safelog.observer",
-            "-y",
-            str(tmp_path / "app.tac"),
-        ],
-        cwd=tmp_path,
-        env=environment(DAEMON_DIR=str(tmp_path), TWISTED_SAFELOG_NONBLOCKING="false"),
-        stdin=subprocess.DEVNULL,
+    process = start(
+        ["-n", "--pidfile=", "--logger=twisted_safelog.observer", "-y", str(tmp_path / "app.tac")],
+        tmp_path,
+        environment(DAEMON_DIR=str(tmp_path), TWISTED_SAFELOG_NONBLOCKING="false"),
         stdout=outW,
         stderr=subprocess.DEVNULL,
     )

@@ -8,6 +8,7 @@ sink (fd 2 is C{/dev/null} then).
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -15,22 +16,24 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from . import helpers
 from .twistdprocess import (
     EXAMPLES,
+    daemonize,
     environment,
+    errorLines,
     freePort,
+    runTwistd,
     start,
     stop,
     stopPid,
-    twistdCommand,
+    theOneErrorLine,
     waitForPort,
 )
 
@@ -38,13 +41,8 @@ METRICS_TAC = str(EXAMPLES / "metrics.tac")
 FACTORY = ["--logger=twisted_safelog.observer"]
 
 
-def waitFor(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
+#: Some conditions run the status command: asked every 0.1 s.
+waitFor = functools.partial(helpers.waitFor, interval=0.1)
 
 
 def statusCommand(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -172,26 +170,9 @@ def test_handlerWhoseDirectoryIsDeletedShowsInStatusFileCommandAndMetrics(
 
 
 def startDaemon(tmp: Path, logfile: str, env: dict[str, str], *args: str) -> int:
-    pidfile = tmp / "twistd.pid"
-    launcher = subprocess.run(
-        [
-            *twistdCommand(),
-            *FACTORY,
-            f"--logfile={logfile}",
-            f"--pidfile={pidfile}",
-            *args,
-            "-y",
-            METRICS_TAC,
-        ],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        timeout=30,
+    return daemonize(
+        [*FACTORY, f"--logfile={logfile}", *args, "-y", METRICS_TAC], tmp, env, tmp / "twistd.pid"
     )
-    assert launcher.returncode == 0, launcher.stderr
-    assert waitFor(pidfile.exists, 20)
-    assert waitFor(lambda: pidfile.read_text().strip().isdigit(), 10)
-    return int(pidfile.read_text())
 
 
 def test_daemonWhoseLogDirectoryIsDeletedReportsToTheFallbacks(tmp_path: Path) -> None:
@@ -310,19 +291,12 @@ def test_badOperationsSettingsExitWithOneClearLine(
     tmp_path: Path, variables: dict[str, str], expected: str
 ) -> None:
     (tmp_path / "app").mkdir()
-    result = subprocess.run(
-        [*twistdCommand(), "-n", "--pidfile=", *FACTORY, "-y", METRICS_TAC],
-        cwd=tmp_path,
-        env=appEnvironment(tmp_path, freePort(), **variables),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = runTwistd(
+        ["-n", "--pidfile=", *FACTORY, "-y", METRICS_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, freePort(), **variables),
     )
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("twisted-safelog: ")
-    assert expected in lines[0]
+    assert expected in theOneErrorLine(result)
 
 
 def test_busyMetricsPortExitsWithOneClearLine(tmp_path: Path) -> None:
@@ -331,16 +305,13 @@ def test_busyMetricsPortExitsWithOneClearLine(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [*twistdCommand(), "-n", "--pidfile=", *FACTORY, "-y", METRICS_TAC],
-            cwd=tmp_path,
-            env=appEnvironment(tmp_path, freePort(), TWISTED_SAFELOG_METRICS_PORT=str(port)),
-            capture_output=True,
-            text=True,
-            timeout=30,
+        result = runTwistd(
+            ["-n", "--pidfile=", *FACTORY, "-y", METRICS_TAC],
+            tmp_path,
+            appEnvironment(tmp_path, freePort(), TWISTED_SAFELOG_METRICS_PORT=str(port)),
         )
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = errorLines(result)
     assert lines == [
         f"twisted-safelog: TWISTED_SAFELOG_METRICS_PORT={port}: cannot listen on "
         f"127.0.0.1:{port} (Address already in use); choose another port"

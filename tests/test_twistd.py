@@ -19,13 +19,16 @@ from twisted.logger import eventsFromJSONLogFile
 
 from .twistdprocess import (
     EXAMPLES,
+    daemonize,
     environment,
+    errorLines,
     freePort,
     get,
+    runTwistd,
     start,
     stop,
     stopPid,
-    twistdCommand,
+    theOneErrorLine,
     waitForPort,
 )
 
@@ -154,26 +157,13 @@ def test_plainTwistdLoopsOnTheSameApp(tmp_path: Path) -> None:
 def test_daemonModeWithLogfileAndPidfile(tmp_path: Path) -> None:
     port = freePort()
     log = tmp_path / "daemon.log"
-    pidfile = tmp_path / "daemon.pid"
-    launcher = subprocess.run(
-        [
-            *twistdCommand(),
-            "--logger=twisted_safelog.observer",
-            f"--logfile={log}",
-            f"--pidfile={pidfile}",
-            "-y",
-            INCIDENT_TAC,
-        ],
-        cwd=tmp_path,
-        env=appEnvironment(tmp_path, port),
-        capture_output=True,
-        timeout=30,
+    pid = daemonize(
+        ["--logger=twisted_safelog.observer", f"--logfile={log}", "-y", INCIDENT_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, port),
+        tmp_path / "daemon.pid",
+        pidTimeout=20,
     )
-    assert launcher.returncode == 0, launcher.stderr
-    deadline = time.monotonic() + 20
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pidfile.read_text())
     try:
         assert waitForPort(port)
         results = serveRequests(port, 30)
@@ -288,47 +278,22 @@ def test_sigusr1ReopensTheLogFile(tmp_path: Path) -> None:
 def test_badConfigurationExitsWithOneClearLine(
     tmp_path: Path, variable: str, value: str, expected: str
 ) -> None:
-    result = subprocess.run(
-        [
-            *twistdCommand(),
-            "-n",
-            "--logger=twisted_safelog.observer",
-            "--pidfile=",
-            "-y",
-            INCIDENT_TAC,
-        ],
-        cwd=tmp_path,
-        env=appEnvironment(tmp_path, freePort(), broken=False, **{variable: value}),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = runTwistd(
+        [*FACTORY, "-y", INCIDENT_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, freePort(), broken=False, **{variable: value}),
     )
-    assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("twisted-safelog: ")
-    assert expected in lines[0]
+    assert expected in theOneErrorLine(result)
 
 
 def test_logfileThatIsADirectoryExitsWithOneClearLine(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *twistdCommand(),
-            "-n",
-            "--logger=twisted_safelog.observer",
-            f"--logfile={tmp_path}",
-            "--pidfile=",
-            "-y",
-            INCIDENT_TAC,
-        ],
-        cwd=tmp_path,
-        env=appEnvironment(tmp_path, freePort(), broken=False),
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = runTwistd(
+        [*FACTORY, f"--logfile={tmp_path}", "-y", INCIDENT_TAC],
+        tmp_path,
+        appEnvironment(tmp_path, freePort(), broken=False),
     )
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = errorLines(result)
     assert lines == [f"twisted-safelog: log file {tmp_path} is a directory; give a file path"]
 
 

@@ -40,15 +40,95 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def start(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    stdout: int | None = None,
+    stderr: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """
+    Start twistd with C{args}; its stdout and stderr go to the descriptors
+    given, or else to C{twistd-stdout.txt} and C{twistd-stderr.txt} in C{cwd}.
+    """
     return subprocess.Popen(
         [*twistdCommand(), *args],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=open(cwd / "twistd-stdout.txt", "wb"),
-        stderr=open(cwd / "twistd-stderr.txt", "wb"),
+        stdout=open(cwd / "twistd-stdout.txt", "wb") if stdout is None else stdout,
+        stderr=open(cwd / "twistd-stderr.txt", "wb") if stderr is None else stderr,
     )
+
+
+def runTwistd(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run twistd with C{args} until it ends (a start-up that fails, or the
+    launcher of a daemon), its output captured as text.
+    """
+    return subprocess.run(
+        [*twistdCommand(), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def errorLines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """
+    The lines of what a finished twistd wrote to stderr that are not blank.
+    """
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def theOneErrorLine(result: subprocess.CompletedProcess[str]) -> str:
+    """
+    The one line a twistd that refused to start wrote to stderr: it
+    exited with status 1, and the line is the library's own.
+    """
+    assert result.returncode == 1
+    lines = errorLines(result)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("twisted-safelog: ")
+    return lines[0]
+
+
+def readPid(pidfile: Path, timeout: float) -> int | None:
+    """
+    The pid a daemon wrote to C{pidfile}, once it is there whole; L{None}
+    if it is not within C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = pidfile.read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return int(text)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def daemonize(
+    args: list[str], cwd: Path, env: dict[str, str], pidfile: Path, pidTimeout: float = 30.0
+) -> int:
+    """
+    Run twistd with C{args} and C{--pidfile=pidfile} (it daemonizes): the
+    daemon's pid, once its pidfile is written. The test fails if the
+    launcher fails, or if no pid is written within C{pidTimeout} seconds.
+    """
+    launcher = runTwistd([f"--pidfile={pidfile}", *args], cwd, env)
+    assert launcher.returncode == 0, launcher.stderr
+    pid = readPid(pidfile, pidTimeout)
+    assert pid is not None, f"no pid in {pidfile} after {pidTimeout} s"
+    return pid
 
 
 def waitForPort(
