@@ -8,64 +8,38 @@ sink (fd 2 is C{/dev/null} then).
 
 from __future__ import annotations
 
-import functools
 import http.client
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import helpers
+from .metricsapp import (
+    FACTORY,
+    METRICS_TAC,
+    appEnvironment,
+    readStatus,
+    sinkNamed,
+    startMetricsApp,
+    statusCommand,
+    waitFor,
+)
 from .twistdprocess import (
-    EXAMPLES,
     daemonize,
     environment,
     errorLines,
     freePort,
     runTwistd,
-    start,
     stop,
     stopPid,
     theOneErrorLine,
     waitForPort,
 )
-
-METRICS_TAC = str(EXAMPLES / "metrics.tac")
-FACTORY = ["--logger=twisted_safelog.observer"]
-
-
-#: Some conditions run the status command: asked every 0.1 s.
-waitFor = functools.partial(helpers.waitFor, interval=0.1)
-
-
-def statusCommand(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "twisted_safelog", "status", str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def readStatus(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        return {}
-
-
-def sinkNamed(path: Path, fragment: str) -> dict[str, Any] | None:
-    for sink in readStatus(path).get("sinks", []):
-        if fragment in sink["name"]:
-            return sink  # type: ignore[no-any-return]
-    return None
 
 
 def metrics(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -85,26 +59,14 @@ def metrics(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def appEnvironment(tmp: Path, appPort: int, **extra: str) -> dict[str, str]:
-    return environment(METRICS_APP_LOG_DIR=str(tmp / "app"), METRICS_APP_PORT=str(appPort), **extra)
-
-
 def test_handlerWhoseDirectoryIsDeletedShowsInStatusFileCommandAndMetrics(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "app").mkdir()
     status = tmp_path / "status.json"
-    appPort, metricsPort = freePort(), freePort()
-    env = appEnvironment(
-        tmp_path,
-        appPort,
-        TWISTED_SAFELOG_STATUS_FILE=str(status),
-        TWISTED_SAFELOG_STATUS_INTERVAL="0.5",
-        TWISTED_SAFELOG_METRICS_PORT=str(metricsPort),
-    )
-    log = tmp_path / "twistd.log"
-    process = start(
-        ["-n", "--pidfile=", *FACTORY, f"--logfile={log}", "-y", METRICS_TAC], tmp_path, env
+    metricsPort = freePort()
+    process, appPort, log = startMetricsApp(
+        tmp_path, status, "0.5", TWISTED_SAFELOG_METRICS_PORT=str(metricsPort)
     )
     try:
         assert waitForPort(appPort, process=process), (tmp_path / "twistd-stderr.txt").read_text()

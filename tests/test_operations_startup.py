@@ -17,10 +17,10 @@ import pytest
 
 from twisted_safelog import ConfigurationError, StatusFile
 
-from .twistdprocess import environment, twistdCommand
+from .twistdprocess import environment, runTwistd, theOneErrorLine
 
 
-def runTwistd(tmp: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+def startAndStop(tmp: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """
     A real twistd with the factory, ended at once by the tac unless the
     factory refuses to start.
@@ -32,9 +32,8 @@ def runTwistd(tmp: Path, **variables: str) -> subprocess.CompletedProcess[str]:
         "application = service.Application('startup')\n"
         "reactor.callWhenRunning(reactor.stop)\n"
     )
-    return subprocess.run(
+    return runTwistd(
         [
-            *twistdCommand(),
             "-n",
             "--pidfile=",
             "--logger=twisted_safelog.observer",
@@ -42,20 +41,10 @@ def runTwistd(tmp: Path, **variables: str) -> subprocess.CompletedProcess[str]:
             "-y",
             str(tac),
         ],
-        cwd=tmp,
-        env=environment(**variables),
-        capture_output=True,
-        text=True,
+        tmp,
+        environment(**variables),
         timeout=60,
     )
-
-
-def oneLine(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, result
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("twisted-safelog: ")
-    return lines[0]
 
 
 def test_aStatusFileWhereNoFileCanBeMadeStopsTwistd(tmp_path: Path) -> None:
@@ -65,7 +54,7 @@ def test_aStatusFileWhereNoFileCanBeMadeStopsTwistd(tmp_path: Path) -> None:
     """
     path = "/proc/twisted-safelog-status.json"
     assert os.access("/proc", os.W_OK | os.X_OK)  # why asking is not enough
-    line = oneLine(runTwistd(tmp_path, TWISTED_SAFELOG_STATUS_FILE=path))
+    line = theOneErrorLine(startAndStop(tmp_path, TWISTED_SAFELOG_STATUS_FILE=path))
     assert (
         f"TWISTED_SAFELOG_STATUS_FILE: status file {path}: cannot create a file in /proc (" in line
     )
@@ -86,8 +75,8 @@ def test_checkPathRefusesADirectoryWhereNoFileCanBeMade() -> None:
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e999"])
 def test_aNonFiniteStatusIntervalStopsTwistd(tmp_path: Path, value: str) -> None:
-    line = oneLine(
-        runTwistd(
+    line = theOneErrorLine(
+        startAndStop(
             tmp_path,
             TWISTED_SAFELOG_STATUS_FILE=str(tmp_path / "status.json"),
             TWISTED_SAFELOG_STATUS_INTERVAL=value,
@@ -109,7 +98,7 @@ def metricsURL(tmp: Path, **variables: str) -> str:
     it actually listens on.
     """
     statusPath = tmp / "status.json"
-    result = runTwistd(
+    result = startAndStop(
         tmp,
         TWISTED_SAFELOG_STATUS_FILE=str(statusPath),
         TWISTED_SAFELOG_METRICS_PORT="0",
@@ -142,8 +131,8 @@ def test_anInterfaceNotOnThisHostNamesTheInterface(tmp_path: Path) -> None:
     192.0.2.1 (TEST-NET-1, never a local address) cannot be listened on:
     the line names the interface setting, not the port.
     """
-    line = oneLine(
-        runTwistd(
+    line = theOneErrorLine(
+        startAndStop(
             tmp_path,
             TWISTED_SAFELOG_METRICS_PORT="0",
             TWISTED_SAFELOG_METRICS_INTERFACE="192.0.2.1",
@@ -161,8 +150,8 @@ def test_aBusyPortOnAnotherInterfaceNamesThePort(tmp_path: Path) -> None:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        line = oneLine(
-            runTwistd(
+        line = theOneErrorLine(
+            startAndStop(
                 tmp_path,
                 TWISTED_SAFELOG_METRICS_PORT=str(port),
                 TWISTED_SAFELOG_METRICS_INTERFACE="0.0.0.0",

@@ -21,15 +21,8 @@ from twisted.logger import LogPublisher
 from twisted_safelog import SafeObserver, hardenHandler, install, safeFileLogObserver, status
 from twisted_safelog._install import uninstall
 
-from .test_operations import (
-    FACTORY,
-    METRICS_TAC,
-    appEnvironment,
-    readStatus,
-    sinkNamed,
-    waitFor,
-)
-from .twistdprocess import freePort, start, stop, waitForPort
+from .metricsapp import readStatus, sinkNamed, startMetricsApp, waitFor
+from .twistdprocess import stop, waitForPort
 
 
 @pytest.fixture
@@ -107,17 +100,7 @@ def test_twistdListsNoLogPublisher(tmp_path: Path) -> None:
     """
     (tmp_path / "app").mkdir()
     statusPath = tmp_path / "status.json"
-    appPort = freePort()
-    env = appEnvironment(
-        tmp_path,
-        appPort,
-        TWISTED_SAFELOG_STATUS_FILE=str(statusPath),
-        TWISTED_SAFELOG_STATUS_INTERVAL="0.5",
-    )
-    log = tmp_path / "twistd.log"
-    process = start(
-        ["-n", "--pidfile=", *FACTORY, f"--logfile={log}", "-y", METRICS_TAC], tmp_path, env
-    )
+    process, appPort, log = startMetricsApp(tmp_path, statusPath, "0.5")
     try:
         assert waitForPort(appPort, process=process)
         assert waitFor(lambda: sinkNamed(statusPath, "<WatchedFileHandler ") is not None)

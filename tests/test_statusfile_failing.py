@@ -51,23 +51,13 @@ def test_aStatusFileThatCannotBeWrittenIsReportedOnceAndItsRecovery(tmp_path: Pa
 
 
 def test_underTwistdTheReportReachesTheLogFile(tmp_path: Path) -> None:
-    from .test_operations import FACTORY, METRICS_TAC, appEnvironment
-    from .twistdprocess import freePort, start, stop, waitForPort
+    from .metricsapp import startMetricsApp
+    from .twistdprocess import stop, waitForPort
 
     (tmp_path / "app").mkdir()
     (tmp_path / "run").mkdir()
     statusPath = tmp_path / "run" / "status.json"
-    appPort = freePort()
-    env = appEnvironment(
-        tmp_path,
-        appPort,
-        TWISTED_SAFELOG_STATUS_FILE=str(statusPath),
-        TWISTED_SAFELOG_STATUS_INTERVAL="0.2",
-    )
-    log = tmp_path / "twistd.log"
-    process = start(
-        ["-n", "--pidfile=", *FACTORY, f"--logfile={log}", "-y", METRICS_TAC], tmp_path, env
-    )
+    process, appPort, log = startMetricsApp(tmp_path, statusPath, "0.2")
     try:
         assert waitForPort(appPort, process=process)
         assert waitFor(statusPath.exists)

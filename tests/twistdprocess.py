@@ -91,7 +91,7 @@ def theOneErrorLine(result: subprocess.CompletedProcess[str]) -> str:
     The one line a twistd that refused to start wrote to stderr: it
     exited with status 1, and the line is the library's own.
     """
-    assert result.returncode == 1
+    assert result.returncode == 1, result
     lines = errorLines(result)
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("twisted-safelog: ")
