@@ -50,7 +50,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
     L{CircuitBreaker}, a bounded replay buffer, a fallback, out-of-band
     reports and exact counters, around any one-argument callable C{sink}.
 
-    L{SafeObserver} is this around an L{ILogObserver}; L{SafeHandler} uses it
+    L{SafeObserver} is this around an L{twisted.logger.ILogObserver}; L{SafeHandler} uses it
     around a stdlib handler; the file sinks around a writer.
 
      - Calling it never raises an C{Exception}; C{BaseException}s that are not
@@ -72,13 +72,13 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
        failed). Otherwise, after C{resetTimeout} seconds one probe is let
        through (the oldest buffered item) and, if it succeeds, the buffer is
        replayed in order.
-     - An item that failed for a reason L{isTransient} recognises (a full
+     - An item that failed for a reason L{SinkState.isTransient} recognises (a full
        disk, say) is kept at the head of the buffer and replayed, in order
        and exactly once, when the sink recovers, instead of being counted
        failed.
      - Failures and state changes go to C{reporter} (file descriptor 2 by
        default), never to a publisher, C{sys.stderr} or stdlib logging.
-     - L{stats} accounts for every item:
+     - L{SinkState.stats} accounts for every item:
        C{received == delivered + failed + dropped + buffered} when quiet.
 
     No lock is held while C{sink} or C{fallback} is called, so it is safe to
@@ -88,7 +88,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         (C{failureThreshold=3}, ...) override its fields. An unknown setting
         is a C{TypeError}, a nonsensical value a L{ConfigurationError}, both
         raised here.
-    @param name: what reports and L{stats} call the sink.
+    @param name: what reports and L{SinkState.stats} call the sink.
     @param fallback: receives, already hardened, the items the sink cannot
         take (quarantined or failed).
     @param reporter: where failures and state changes are reported
@@ -187,7 +187,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._degraded = False
         #: While the breaker is open, the clock time before which no probe
         #: is due (infinite while a probe is in flight): until then an event
-        #: is only buffered and counted (L{_shed}).
+        #: is only buffered and counted (C{_shed}).
         self._probeAt = 0.0
         self._seconds = self.breaker.clock.seconds
         self._accounts = accounts = SinkAccounts()

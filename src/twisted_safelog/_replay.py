@@ -78,7 +78,7 @@ class ReplayBuffer(Generic[T]):
         counter. The event goes to the buffer (oldest items dropped to make
         room, in events and in bytes), one count says so, and nothing is
         reported: drops are reported together, with exact counts, at the
-        next state change (L{_reportDrops}).
+        next state change (C{_reportDrops}).
         """
         size = approximateSize(event)
         if size <= self._slotBytes and not self._bigItems:
