@@ -58,12 +58,6 @@ MAKERS: dict[str, Callable[[Path], Any]] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a sink's RepeatFilter holds the sink (owner, deliver, report lambdas), "
-    "so sink <-> RepeatFilter is a cycle and a dropped sink stays in status() until the "
-    "cycle collector runs; the breaker listener and a handler's core no longer add to it",
-)
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 @pytest.mark.usefixtures("noCycleCollector")
 def test_aSinkNobodyReferencesLeavesStatusAtOnce(tmp_path: Path, kind: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -204,18 +205,22 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._lastError: str | None = None
         # A copy of self.repeats.gate (set by it), for the healthy path.
         self._repeatGate = 0
+        # The filter's callbacks reach this sink through a weak proxy: the
+        # sink holds its filter, and a sink nobody references must be freed
+        # at once (and leave status()), not when the cycle collector runs.
+        me = weakref.proxy(self)
         self.repeats: RepeatFilter[T] = RepeatFilter(
             policy.repeatBurst if identity is not None else 0,
             policy.repeatInterval,
             identity if identity is not None else EVENTS,  # type: ignore[arg-type]
             self,
             self.name,
-            deliver=self,
-            drop=self._countRepeated,
-            report=lambda line: self._report(self.reporter.note, line),
-            dropped=lambda n: self._report(self.reporter.dropped, self.name, "repeated", n),
+            deliver=me,
+            drop=lambda n: me._countRepeated(n),
+            report=lambda line: me._report(me.reporter.note, line),
+            dropped=lambda n: me._report(me.reporter.dropped, me.name, "repeated", n),
             position=lambda: accounts.fast.value,
-            setGate=self._gateMoved,
+            setGate=lambda gate: me._gateMoved(gate),
             clock=self.breaker.clock,
         )
         register(self)

@@ -37,6 +37,7 @@ import random
 import string
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from typing import Any, Generic, Protocol, TypeVar
@@ -321,7 +322,10 @@ class RepeatFilter(Generic[T]):
     healthy path with L{gate}; when it reaches it, it sets L{due} and sends
     events to L{check} for as long as L{due} stays set.
 
-    @param owner: the hardened sink (the mark its deliveries carry).
+    @param owner: the hardened sink (the mark its deliveries carry); held
+        weakly, as the callbacks must hold it: the sink holds its filter, and
+        a sink nobody references must be freed at once, not when the cycle
+        collector runs.
     @param deliver: delivers a summary item through the sink (it is counted
         like any other item the sink receives).
     @param drop: counts C{n} held-back copies (drop reason C{"repeated"}).
@@ -352,7 +356,7 @@ class RepeatFilter(Generic[T]):
         self.burst = burst
         self.interval = interval
         self.identity = identity
-        self.owner = owner
+        self._owner = weakref.ref(owner)
         self.name = name
         self._deliver = deliver
         self._drop = drop
@@ -397,6 +401,14 @@ class RepeatFilter(Generic[T]):
     def gate(self, value: int) -> None:
         self._gate = value
         self._setGate(value)
+
+    @property
+    def owner(self) -> object:
+        """
+        The hardened sink whose deliveries carry the mark (L{None} once it
+        is gone).
+        """
+        return self._owner()
 
     def __repr__(self) -> str:
         return f"<RepeatFilter burst={self.burst} interval={self.interval:g}>"
@@ -483,7 +495,7 @@ class RepeatFilter(Generic[T]):
 
     def _look(self, item: T, now: float) -> int:
         if self._repeating:
-            if _markedBy(self.owner):
+            if _markedBy(self._owner()):
                 return ECHO
             try:
                 bucket = self._repeating.get(self.identity.coarse(item))
