@@ -552,6 +552,92 @@ def test_aTwoSecondFloodIsReducedToASmallFraction() -> None:
     assert not [n for n in reporter.notes if FEEDBACK in n]
 
 
+@pytest.mark.parametrize("kind", ["observer", "handler"])
+def test_aQuietSinkGetsItsSummaryWhenTheBurstEnds(kind: str) -> None:
+    """
+    A flood, then nothing at all: the summary reaches the sink and the
+    count of held-back copies is reported out of band when the interval is
+    over, without another event, drain() or close().
+    """
+    reporter = RecordingReporter()
+    settings: dict[str, Any] = {"repeatBurst": 10, "repeatInterval": 0.2, "reporter": reporter}
+    delivered: list[str] = []
+    sink: Any
+    if kind == "observer":
+        recording = RecordingObserver()
+        sink = SafeObserver(recording, **settings)
+        for _ in range(1000):
+            sink(event())
+
+        def summary() -> list[int]:
+            return [e["log_repeated"] for e in summaries(recording.events)]
+    else:
+        handler = logging.Handler()
+        handler.emit = lambda record: delivered.append(record.getMessage())  # type: ignore[method-assign]
+        sink = SafeHandler(handler, **settings)
+        for _ in range(1000):
+            sink.handle(logging.makeLogRecord({"name": "app", "msg": "retrying", "levelno": 30}))
+
+        def summary() -> list[int]:
+            return [int(line.split()[1]) for line in delivered if line.startswith("repeated ")]
+
+    stats = sink.stats()
+    held = stats.droppedByReason["repeated"]
+    assert held > 0
+    assert waitFor(lambda: summary() != [])
+    assert summary() == [held]
+    assert waitFor(lambda: sum(n for _, why, n in reporter.drops if why == "repeated") == held)
+    assertBalanced(sink.stats())
+
+
+QUIET_SINK_UNDER_A_REACTOR = """
+import threading
+from twisted.internet import reactor
+from twisted.logger import LogLevel
+from twisted_safelog import Reporter, SafeObserver
+
+threads = []
+gaveUp = []
+
+def sink(event):
+    if "log_repeated" in event and not gaveUp:
+        threads.append((threading.current_thread().name, event["log_repeated"]))
+        reactor.stop()
+
+def giveUp():
+    gaveUp.append(True)
+    reactor.stop()
+
+observer = SafeObserver(sink, reporter=Reporter(write=lambda line: None), repeatInterval=0.2)
+
+def flood():
+    for _ in range(1000):
+        observer({"log_format": "retrying", "log_level": LogLevel.warn, "log_namespace": "a"})
+
+reactor.callWhenRunning(flood)
+reactor.callLater(30, giveUp)
+reactor.run()
+print(threads, observer.stats().droppedByReason["repeated"], observer.stats().balanced)
+"""
+
+
+def test_underAReactorTheSummaryIsDeliveredOnTheReactorThread() -> None:
+    """
+    While a reactor runs, the summary of a burst on a quiet sink is handed
+    to it and delivered on its thread, where the sink's events come from.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", QUIET_SINK_UNDER_A_REACTOR],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    threads, held, balanced = result.stdout.rsplit(" ", 2)
+    assert threads == f"[('MainThread', {held})]"
+    assert int(held) > 0 and balanced.strip() == "True"
+
+
 def test_aFullSpeedStreamOfDistinctLinesIsDeliveredInFull() -> None:
     sink = RecordingObserver()
     observer = SafeObserver(sink)

@@ -39,8 +39,10 @@ from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from ._breaker import IClock, MonotonicClock
+from ._fork import registerForFork
 from ._identity import EVENTS, RECORDS, Identity
 from ._marks import deliverMarked, markedBy, unmarked
+from ._summarytimer import summaryTimer
 
 __all__ = [
     "DELIVER",
@@ -166,10 +168,16 @@ class RepeatFilter(Generic[T]):
         self._dropped = dropped
         self.clock = MonotonicClock() if clock is None else clock
         self._echoWindow = interval / 4
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs (twistd's) runs on the main
+        # thread between any two bytecodes, maybe while it holds this lock.
+        self._lock = threading.RLock()
+        registerForFork(self)
         self._position = position
         self._setGate = setGate
         self.gate = burst if burst else _NEVER
+        #: Summaries due on a quiet sink may be handed to a running reactor
+        #: (not for a filter in front of a queue: that never blocks).
+        self.useReactor = True
         #: Set by the sink when it reached L{gate}; kept while an event
         #: repeats (then every event is looked at): send events to L{check}.
         self.due = False
@@ -190,6 +198,10 @@ class RepeatFilter(Generic[T]):
         # Items known identical to a repeating one without rendering them.
         self._quick: dict[Hashable, _Repeating] = {}
         self._loopsReported: set[Hashable] = set()
+
+    def _afterForkInChild(self, keepPending: bool) -> None:
+        # Another thread may have held the lock at the fork: it is gone.
+        self._lock = threading.RLock()
 
     @property
     def gate(self) -> int:
@@ -244,6 +256,26 @@ class RepeatFilter(Generic[T]):
         if due:
             self._summarise(due, now)
         return verdict
+
+    def tick(self) -> float | None:
+        """
+        The summary timer's call: deliver the summaries due now that the
+        interval is over (without waiting for the next item, which may never
+        come); return the seconds until the next may be due, or L{None} if
+        nothing is held back or watched any more.
+        """
+        now = self.clock.seconds()
+        due: list[tuple[_Repeating, int]] = []
+        with self._lock:
+            if not self._repeating:
+                return None
+            if now >= self._sliceEnd:
+                self._newSlice(now, due)
+            left = self._sliceEnd - now
+            watching = bool(self._repeating)
+        if due:
+            self._summarise(due, now)
+        return left if watching else None
 
     def flush(self) -> None:
         """
@@ -379,6 +411,9 @@ class RepeatFilter(Generic[T]):
             # copies would never be summarised.)
             self._repeating.setdefault(coarse, {})[fine] = _Repeating(item, fine, seen, now)
             del self._samples[fine]
+            # Its summary is delivered when the interval ends, even if
+            # nothing else comes.
+            summaryTimer.schedule(self)
 
     # -- outside the lock ------------------------------------------------------
 

@@ -1,0 +1,202 @@
+# -*- test-case-name: tests.test_repeats -*-
+"""
+Summaries of held-back identical events, delivered when their interval
+ends even if the sink gets nothing else: one timer thread per process over
+the L{RepeatFilter}s that hold copies back.
+
+The thread runs only while some filter holds copies back or watches a
+repeating event; it holds them weakly (a sink nobody references is freed,
+and its filter leaves the timer with it), ends before every C{os.fork()}
+and starts again after it in both processes (as the stall watchdog does),
+and never starts while the twistd factory waits for twistd to daemonize.
+While a Twisted reactor runs, a summary is handed to it
+(C{callFromThread}), to be delivered on the reactor thread where the
+sink's other events come from; otherwise the thread delivers it itself.
+Either way no caller ever waits for it; and each wait of the thread has a
+deadline (the next interval's end).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._fork import childKeepsPending, registerForFork
+
+__all__ = ["ITimed", "SummaryTimer", "summaryTimer"]
+
+#: The shortest and longest waits between two ticks, in seconds.
+_SHORTEST = 0.01
+_LONGEST = 1.0
+
+
+class ITimed(Protocol):
+    #: Whether its summaries may be handed to a running reactor (a filter
+    #: whose summaries only go into a queue is ticked on the thread).
+    useReactor: bool
+
+    def tick(self) -> float | None:
+        """
+        Deliver the summaries due now; return how many seconds until the
+        next may be due, or L{None} if nothing is held back or watched any
+        more (it leaves the timer until it is scheduled again).
+        """
+
+
+class SummaryTimer:
+    """
+    The process's one summary thread.
+    """
+
+    def __init__(self) -> None:
+        self._timed: weakref.WeakSet[ITimed] = weakref.WeakSet()
+        self._setUp()
+        registerForFork(self)
+
+    def _setUp(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._paused = False
+        # Filters handed to the reactor and not yet ticked there.
+        self._handed: weakref.WeakSet[ITimed] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return f"<SummaryTimer timed={len(self._timed)} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def schedule(self, timed: ITimed) -> None:
+        """
+        Tick C{timed} until it says nothing is due any more. Never raises,
+        never waits for a tick.
+        """
+        with self._lock:
+            if timed in self._timed:
+                return
+            self._timed.add(timed)
+            self._wake.notify()
+        self._ensureRunning()
+
+    def _ensureRunning(self) -> None:
+        if childKeepsPending():
+            return
+        with self._lock:
+            if self._thread is not None or self._paused or not self._timed:
+                return
+            thread = threading.Thread(
+                target=self._run, name="twisted-safelog repeat summaries", daemon=True
+            )
+            self._thread = thread
+            try:
+                thread.start()
+            except Exception:
+                self._thread = None
+
+    def _run(self) -> None:
+        wait = _SHORTEST
+        while True:
+            with self._lock:
+                if not self._timed or self._paused:
+                    self._thread = None
+                    return
+                self._wake.wait(wait)
+                if self._paused:
+                    self._thread = None
+                    return
+                timed = list(self._timed)
+            reactor = _runningReactor()
+            wait = _LONGEST
+            for each in timed:
+                following: float | None
+                try:
+                    if reactor is not None and each.useReactor:
+                        following = self._handToReactor(reactor, each)
+                    else:
+                        following = each.tick()
+                except Exception:
+                    following = None
+                if following is None:
+                    with self._lock:
+                        self._timed.discard(each)
+                else:
+                    wait = min(wait, max(following, _SHORTEST))
+                del each
+            del timed
+
+    def _handToReactor(self, reactor: Any, timed: ITimed) -> float:
+        """
+        Have the reactor tick C{timed} (once at a time: a reactor that is
+        blocked does not pile up calls).
+        """
+        with self._lock:
+            if timed in self._handed:
+                return _LONGEST
+            self._handed.add(timed)
+        reference = weakref.ref(timed)
+
+        def tickThere() -> None:
+            alive = reference()
+            if alive is None:
+                return
+            with self._lock:
+                self._handed.discard(alive)
+            following: float | None = None
+            try:
+                following = alive.tick()
+            except Exception:
+                pass
+            if following is None:
+                with self._lock:
+                    self._timed.discard(alive)
+
+        reactor.callFromThread(tickThere)
+        return _LONGEST
+
+    def _pauseForFork(self) -> None:
+        """
+        Just before C{os.fork()}: end the thread (see the stall watchdog's
+        twin). Waits at most a second.
+        """
+        with self._lock:
+            self._paused = True
+            thread = self._thread
+            self._wake.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _resumeAfterFork(self) -> None:
+        with self._lock:
+            self._paused = False
+        self._ensureRunning()
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        timed = list(self._timed)
+        self._setUp()
+        self._timed = weakref.WeakSet(timed)
+        return self._ensureRunning
+
+
+def _runningReactor() -> Any:
+    """
+    The global reactor, if it is imported and running.
+    """
+    module = sys.modules.get("twisted.internet.reactor")
+    if module is None:
+        return None
+    return module if getattr(module, "running", False) else None
+
+
+#: The process-wide timer.
+summaryTimer = SummaryTimer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=summaryTimer._pauseForFork, after_in_parent=summaryTimer._resumeAfterFork
+    )
