@@ -748,9 +748,6 @@ def test_theThreadPoolLoopIsBoundedAndReported(nonBlocking: bool) -> None:
         print(f"loop ({'non-blocking' if nonBlocking else 'safe'}): {first}/s, then {later}/s")
         assert first <= 1000
         assert later <= 10
-        if not nonBlocking:
-            # Nothing else calls the sink: the next event brings the verdict.
-            app.info("order {n} shipped", n=2)
         assert waitFor(lambda: any(FEEDBACK in n for n in reporter.notes))
         (note,) = [n for n in reporter.notes if FEEDBACK in n]
         assert LOOP_LINE in note and safe.name in note
@@ -759,6 +756,37 @@ def test_theThreadPoolLoopIsBoundedAndReported(nonBlocking: bool) -> None:
         stop()
     assertBalanced(safe.stats())
     assert len([n for n in reporter.notes if FEEDBACK in n]) == 1
+
+
+def test_aBurstFromAnotherThreadIsNotCalledAFeedbackLoop() -> None:
+    """
+    A legitimate one-off burst from another thread, just past the
+    allowance and then over: its copies are held back and summarised, and
+    since nothing the sink delivered caused them (its summary brings no
+    copy back), it is not reported as a feedback loop.
+    """
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = SafeObserver(sink, reporter=reporter, repeatInterval=0.2)
+
+    def burst() -> None:
+        for _ in range(100_000):
+            if observer.stats().droppedByReason["repeated"]:
+                break
+            observer(event())
+        for _ in range(30):
+            observer(event())
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    thread.join(30)
+    assert observer.stats().droppedByReason["repeated"] == 31
+    # The summary comes when the interval ends; then the event is
+    # forgotten (an interval without a copy).
+    assert waitFor(lambda: not observer.repeats.watching)
+    assert [e["log_repeated"] for e in summaries(sink.events)] == [31]
+    assert not [n for n in reporter.notes if FEEDBACK in n], reporter.notes
+    assertBalanced(observer.stats())
 
 
 def test_aMarkCarriedByContextvarsStopsTheLoop() -> None:

@@ -70,8 +70,11 @@ _MAX_SUSPECTS = 64
 #: Copies a feedback loop may still have in flight (queued for a pool
 #: thread, say) once its deliveries stop; more than that, or copies that
 #: come later than a quarter of the interval after a delivered one, make a
-#: flood.
+#: flood (and no feedback loop is suspected).
 _ECHO_SLACK = 64
+#: The most copies one delivery of a summary may cause for its event's
+#: feedback loop to be confirmed (an echo of each delivery: one, or a few).
+_MAX_ECHOES = 8
 #: Feedback loops said per sink (each once).
 _MAX_LOOP_REPORTS = 8
 
@@ -96,6 +99,9 @@ class _Repeating:
         "lastArrival",
         "loop",
         "name",
+        "probeAt",
+        "probeCopies",
+        "reported",
         "seen",
         "since",
         "suppressed",
@@ -114,6 +120,12 @@ class _Repeating:
         self.suppressed = 0
         self.floodLike = 0
         self.loop = False
+        #: When the summary that tests for a feedback loop was delivered
+        #: (L{None}: none is being tested), and the copies since.
+        self.probeAt: float | None = None
+        self.probeCopies = 0
+        #: A feedback loop confirmed, not yet said.
+        self.reported = True
         self.since = now
         self.lastAdmitted = now
         self.lastArrival = now
@@ -310,6 +322,8 @@ class RepeatFilter(Generic[T]):
         self._quick.clear()
         for coarse, bucket in list(self._repeating.items()):
             for fine, key in list(bucket.items()):
+                if key.probeAt is not None and now - key.probeAt > self._echoWindow:
+                    self._judge(key)
                 self._settle(key, due)
                 if not key.copies:
                     # Not one copy in a whole interval: the burst is over.
@@ -350,6 +364,16 @@ class RepeatFilter(Generic[T]):
             key.copies += 1
             key.seen += 1
             key.total += 1
+            if key.probeAt is not None:
+                if now - key.probeAt <= self._echoWindow:
+                    # Right after the summary that tests for a feedback loop:
+                    # held back, and counted, to tell its echo from a burst.
+                    key.probeCopies += 1
+                    key.suppressed += 1
+                    key.lastArrival = now
+                    self._drop(1)
+                    return SUPPRESS
+                self._judge(key)
             # A feedback loop's copies get no allowance: each delivery (even
             # of its summary) would only start it again.
             if key.copies > (0 if key.loop else self.burst):
@@ -370,6 +394,19 @@ class RepeatFilter(Generic[T]):
         self.gate = self._position() + self._jitter(1, 2 * self._stride)
         self._sample(item, now)
         return DELIVER
+
+    def _judge(self, key: _Repeating) -> None:
+        """
+        The summary that tested C{key} for a feedback loop was delivered an
+        echo window ago: if it caused a copy again (one, or a few: an echo
+        of the delivery), the sink feeds itself; none (the burst was over)
+        or many (a new burst) is no loop.
+        """
+        if 1 <= key.probeCopies <= _MAX_ECHOES:
+            key.loop = True
+            key.reported = False
+        key.probeAt = None
+        key.probeCopies = 0
 
     def _sampleAside(self, item: T, now: float) -> int:
         """
@@ -420,28 +457,37 @@ class RepeatFilter(Generic[T]):
     def _summarise(self, due: list[tuple[_Repeating, int]], now: float) -> None:
         for key, count in due:
             self._dropped(count)
-            self._maybeLoop(key, now)
+            if not key.reported:
+                key.reported = True
+                self.loopFound(key.name, key.text, key.total, key.delivered, "burst")
             try:
                 summary = self.identity.summary(key.item, key.text, count)  # type: ignore[arg-type]
             except Exception:
                 continue
             # What the summary's delivery causes is an echo, not a flood.
             key.lastAdmitted = now
+            if self._suspect(key, now):
+                # The summary is a delivery of ours: whether it makes the
+                # event come back tells a feedback loop from a burst.
+                key.probeAt = now
+                key.probeCopies = 0
             # The summary is the sink's own, even when an echo made it due:
             # delivered outside the echo's mark (its delivery has its own).
             unmarked(self._deliver, summary)
 
-    def _maybeLoop(self, key: _Repeating, now: float) -> None:
+    def _suspect(self, key: _Repeating, now: float) -> bool:
         """
         A feedback loop stops when its copies stop being delivered; a flood
-        goes on regardless. Say so once per event if every held-back copy
-        came right after a delivered one and then they stopped.
+        goes on regardless. Suspect one (to be confirmed by the echo of the
+        summary: L{_judge}) if every held-back copy came right after a
+        delivered one and then they stopped.
         """
+        if key.loop or key.probeAt is not None:
+            return False
         if key.floodLike or now - key.lastArrival < self._echoWindow:
             key.floodLike = 0
-            return
-        key.loop = True
-        self.loopFound(key.name, key.text, key.total, key.delivered, "burst")
+            return False
+        return True
 
     def loopFound(
         self, name: Hashable, text: str, total: int, delivered: int, how: str = "mark"
