@@ -123,6 +123,38 @@ def test_nextIntervalGetsItsBurstAgain() -> None:
     assertBalanced(observer.stats())
 
 
+@pytest.mark.parametrize("share", [1, 2, 4], ids=["alone", "one-in-two", "one-in-four"])
+@pytest.mark.parametrize("quietFirst", [False, True], ids=["at-once", "after-quiet"])
+def test_theFirstIntervalHonoursTheBurst(share: int, quietFirst: bool) -> None:
+    """
+    A flood's first interval delivers about C{repeatBurst} copies (not
+    several times that), alone or amid distinct lines, from the sink's
+    first event or after it has been quiet for a while; every distinct line
+    is delivered.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    observer = SafeObserver(sink, clock=clock, reporter=RecordingReporter())
+    if quietFirst:
+        for n in range(60):
+            observer(event(f"startup {n}"))
+        clock.advance(30)
+    sent = 0
+    for n in range(4000):
+        if n % share:
+            observer(event(f"GET /item/{n}"))
+        else:
+            observer(event())
+            sent += 1
+    copies = [e for e in sink.events if e["text"] == "retrying"]
+    distinct = [e for e in sink.events if e["text"].startswith("GET")]
+    print(f"first interval: {len(copies)} of {sent} copies delivered")
+    assert 60 <= len(copies) <= 140
+    assert len(distinct) == 4000 - sent
+    assert observer.stats().droppedByReason["repeated"] == sent - len(copies)
+    assertBalanced(observer.stats())
+
+
 def test_timesAreNotCompared() -> None:
     clock = Clock()
     sink = RecordingObserver()
@@ -798,6 +830,8 @@ def test_aMarkCarriedByContextvarsStopsTheLoop() -> None:
     shipper, safe, reporter, app, stop = loopThroughThreadPool(False, copyContext=True)
     try:
         app.info("order {n} shipped", n=1)
+        # Held back in its first interval (no delivery, no echo); its
+        # summary, when the interval is over, is delivered and echoed.
         assert waitFor(lambda: safe.stats().droppedByReason["reentry"] == 1)
         calls = len(shipper.calls)
         time.sleep(0.5)

@@ -15,11 +15,14 @@ never held back.
 
 What it costs: a healthy sink pays one comparison per event (the count of
 events it has delivered, which it keeps anyway, against
-L{RepeatFilter.gate}). Only once a sink has had more than C{burst} events in
-an interval is anything looked at, and then only a sample of them (about 64 per interval) until two
-samples are the same event; only while such an event repeats is every event
-compared, and then first by its format, so that rendering is needed only for
-events that share a format with the repeating one.
+L{RepeatFilter.gate}, which moves in steps of a quarter of C{burst}). Only
+once a sink has had more than C{burst} events in an interval is anything
+looked at, and then only a sample of them (about 64 per interval) until an
+event is seen often enough in the sample; its copies so far are estimated
+from the sample and count against its allowance. Only while such an event
+repeats is every event compared, and then first by its format, so that
+rendering is needed only for events that share a format with the repeating
+one.
 
 While an event repeats, deliveries to the sink are made inside a delivery
 mark carried by C{contextvars} and by L{twisted.python.context} (which
@@ -186,7 +189,12 @@ class RepeatFilter(Generic[T]):
         registerForFork(self)
         self._position = position
         self._setGate = setGate
-        self.gate = burst if burst else _NEVER
+        # The gate moves in steps of a quarter of the allowance until an
+        # interval has had the allowance: an interval that starts at a
+        # step (the last one ran out while the sink was quiet) counts the
+        # step's items as its own, a flood's first copies among them.
+        self._step = max(1, burst // 4)
+        self.gate = self._step if burst else _NEVER
         #: Summaries due on a quiet sink may be handed to a running reactor
         #: (not for a filter in front of a queue: that never blocks).
         self.useReactor = True
@@ -197,10 +205,15 @@ class RepeatFilter(Generic[T]):
         self._looked = 0
         self._sliceEnd = float("-inf")
         self._sliceStart = 0
-        # Items between two samples: doubled after each sample until the
-        # first interval has ended, then set by the last interval's rate.
-        self._stride = 16
+        # Items between two samples. In the first interval (no rate known
+        # yet) a sixteenth of the burst, so that a flood is seen three times
+        # within about the allowance, doubled after every _SAMPLES samples (a busy
+        # stream of distinct lines pays for a few hundred samples, once);
+        # then set by the last interval's rate.
+        self._stride = max(1, burst // 16)
         self._measured = False
+        # Samples taken this interval.
+        self._taken = 0
         self._jitter = random.Random(0x5EED).randint
         self._samples: dict[Hashable, int] = {}
         # While events repeat: the next item that is not one of them to be
@@ -261,9 +274,11 @@ class RepeatFilter(Generic[T]):
             if now < self._sliceEnd:
                 verdict = self._look(item, now)
             else:
-                self._newSlice(now, due)
-                # The first item of a quiet interval is not looked at.
-                verdict = self._look(item, now) if self._repeating else DELIVER
+                # Nothing repeating: the sink's count reached the gate, so
+                # a step's worth of items just went by, which count towards
+                # the new interval (a flood's first copies do).
+                self._newSlice(now, due, 0 if self._repeating else self._step)
+                verdict = self._look(item, now)
             self.due = bool(self._repeating)
         if due:
             self._summarise(due, now)
@@ -309,16 +324,20 @@ class RepeatFilter(Generic[T]):
 
     # -- under the lock -------------------------------------------------------
 
-    def _newSlice(self, now: float, due: list[tuple[_Repeating, int]]) -> None:
+    def _newSlice(self, now: float, due: list[tuple[_Repeating, int]], recent: int = 0) -> None:
+        """
+        Start a new interval at C{now}, with the last C{recent} items in it.
+        """
         position = self._position()
         tick = position + self._looked
         if self._sliceEnd != float("-inf"):
             # Sample about _SAMPLES items of an interval as busy as the last.
             self._stride = max(1, (tick - self._sliceStart) // _SAMPLES)
             self._measured = True
-        self._sliceStart = tick
+        self._sliceStart = tick - min(recent, tick - self._sliceStart)
         self._sliceEnd = now + self.interval
         self._samples.clear()
+        self._taken = 0
         self._quick.clear()
         for coarse, bucket in list(self._repeating.items()):
             for fine, key in list(bucket.items()):
@@ -333,7 +352,7 @@ class RepeatFilter(Generic[T]):
                 del self._repeating[coarse]
         # While something repeats, every item is looked at; otherwise none
         # until the interval has had more than `burst` of them.
-        self.gate = position + self.burst
+        self.gate = position + self._step
         self.due = bool(self._repeating)
 
     def _settle(self, key: _Repeating, due: list[tuple[_Repeating, int]]) -> None:
@@ -388,10 +407,16 @@ class RepeatFilter(Generic[T]):
             key.delivered += 1
             key.lastAdmitted = key.lastArrival = now
             return MARKED
+        position = self._position()
+        items = position + self._looked - self._sliceStart
+        if items < self.burst:
+            # Not yet the allowance this interval: the next step.
+            self.gate = position + min(self._step, self.burst - items)
+            return DELIVER
         # Above the allowance, nothing repeating yet: look at a sample.
         # Jittered, so that traffic with a period (one line in two) cannot
         # hide from the samples.
-        self.gate = self._position() + self._jitter(1, 2 * self._stride)
+        self.gate = position + self._jitter(1, 2 * self._stride)
         self._sample(item, now)
         return DELIVER
 
@@ -435,18 +460,28 @@ class RepeatFilter(Generic[T]):
         if len(self._samples) >= _MAX_SAMPLES:
             self._samples.clear()
         self._samples[fine] = seen
-        if seen == 1 and not self._measured:
+        self._taken = taken = self._taken + 1
+        if not self._measured and taken % _SAMPLES == 0:
             self._stride = min(self._stride * 2, _MAX_STRIDE)
+        if seen < 2:
+            return
+        # Its copies this interval so far, estimated from the share of the
+        # samples that were this event (seen the k-th time at the n-th
+        # sample, (k - 1) / (n - 1) is the unbiased estimate of its share;
+        # from k = 3 on it is close enough): the copies that went by before
+        # it was watched count against the allowance too.
+        items = self._position() + self._looked - self._sliceStart
+        copies = min(items, (seen - 1) * items // max(1, taken - 1)) if seen >= 3 else 0
         if (
-            seen >= 2
-            and seen * self._stride > self.burst
+            max(copies * 2, seen * self._stride) > self.burst
             and sum(len(b) for b in self._repeating.values()) < _MAX_SUSPECTS
         ):
-            # The same event twice in a sample of this interval: it is at
-            # least this frequent; watch every item from now on. (Not one
-            # already watched is forgotten to make room: its held-back
-            # copies would never be summarised.)
-            self._repeating.setdefault(coarse, {})[fine] = _Repeating(item, fine, seen, now)
+            # The same event twice in a sample of this interval, and often
+            # enough to reach the allowance: watch every item from now on.
+            # (Not one already watched is forgotten to make room: its
+            # held-back copies would never be summarised.)
+            key = _Repeating(item, fine, max(copies, seen), now)
+            self._repeating.setdefault(coarse, {})[fine] = key
             del self._samples[fine]
             # Its summary is delivered when the interval ends, even if
             # nothing else comes.
