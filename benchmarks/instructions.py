@@ -1,0 +1,247 @@
+"""
+Instructions per event, plain and hardened, counted by valgrind's
+cachegrind: the measure to decide by on a shared, noisy machine (timings
+there move by tens of percent from one run to the next; instruction counts
+by a fraction of one).
+
+    python benchmarks/instructions.py [CASE ...] [--events N]
+
+runs each side of each case twice under cachegrind, with N and 2N events,
+so that start-up cancels out, and prints the instructions per event of
+each side and their ratio (or difference). Needs valgrind (Debian package
+C{valgrind}); about a minute per case.
+
+    python benchmarks/instructions.py --run CASE SIDE N
+
+is what runs under cachegrind: the set-up, then N events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+Call = Callable[[int], None]
+
+#: Under cachegrind code runs about fifty times slower, so a second holds
+#: fifty times fewer events: identical-event suppression, which samples
+#: about 64 events per repeatInterval, would look at a fiftieth of all
+#: events instead of a few in ten thousand. A longer interval keeps the
+#: share it looks at what it is at full speed; a later first probe keeps
+#: the raising observers quarantined for the whole run, as at full speed.
+SLOW = {"repeatInterval": 60.0, "resetTimeout": 50.0}
+
+
+def _logCall(*observers: Any) -> Call:
+    from twisted.logger import Logger, LogPublisher
+
+    log = Logger(namespace="bench", observer=LogPublisher(*observers))
+
+    def call(n: int) -> None:
+        log.info(
+            "GET {path} -> {code} (request {request})", path="/chart-data", code=200, request=n
+        )
+
+    return call
+
+
+def _raising(event: Any) -> None:
+    raise OSError("this observer is broken")
+
+
+def _noop(event: Any) -> None:
+    pass
+
+
+def wrapperCost(side: str, tmp: str) -> Call:
+    from cases import makeEvent
+
+    from twisted_safelog import SafeObserver
+
+    event = makeEvent()
+    observer = _noop if side == "plain" else SafeObserver(_noop, repeatBurst=0)
+
+    def call(n: int) -> None:
+        observer(event)
+
+    return call
+
+
+def textObserver(side: str, tmp: str) -> Call:
+    from twisted.logger import textFileLogObserver
+
+    from twisted_safelog import SafeObserver
+
+    f = open(Path(tmp) / "text.log", "a")  # noqa: SIM115
+    observer = textFileLogObserver(f)
+    return _logCall(observer if side == "plain" else SafeObserver(observer, **SLOW))
+
+
+def textWithRaising(side: str, tmp: str) -> Call:
+    """
+    Hardened only: the text observer alone ("plain" here), and with a
+    quarantined raising observer beside it ("hardened").
+    """
+    from twisted.logger import textFileLogObserver
+
+    from twisted_safelog import SafeObserver
+
+    f = open(Path(tmp) / "text.log", "a")  # noqa: SIM115
+    text = SafeObserver(textFileLogObserver(f), **SLOW)
+    if side == "plain":
+        return _logCall(text)
+    return _logCall(text, SafeObserver(_raising, **SLOW))
+
+
+def bridgeWithRaising(side: str, tmp: str) -> Call:
+    """
+    Hardened only: the bridge to a SafeHandler alone ("plain" here), and
+    with a quarantined raising observer beside it ("hardened").
+    """
+    from twisted.logger import STDLibLogObserver
+
+    from twisted_safelog import SafeHandler, SafeObserver
+
+    logger = logging.getLogger("bench.bridge")
+    logger.propagate = False
+    logger.addHandler(SafeHandler(logging.FileHandler(Path(tmp) / "bridge.log"), **SLOW))
+    logger.setLevel(logging.INFO)
+    bridge = SafeObserver(STDLibLogObserver("bench.bridge"), **SLOW)
+    if side == "plain":
+        return _logCall(bridge)
+    return _logCall(bridge, SafeObserver(_raising, **SLOW))
+
+
+def fileSink(side: str, tmp: str) -> Call:
+    from twisted.logger import textFileLogObserver
+
+    from twisted_safelog import safeFileLogObserver
+
+    path = Path(tmp) / "file.log"
+    if side == "plain":
+        return _logCall(textFileLogObserver(open(path, "a")))
+    return _logCall(safeFileLogObserver(path, **SLOW))
+
+
+def slowSink(side: str, tmp: str) -> Call:
+    """
+    The caller's side only: "plain" is the hardened fast path (SafeObserver
+    around a no-op), "hardened" NonBlockingObserver around a sink that
+    never returns during the run (so the worker thread adds nothing).
+    """
+    from cases import makeEvent
+
+    from twisted_safelog import NonBlockingObserver, SafeObserver
+
+    if side == "plain":
+        observer: Any = SafeObserver(_noop, **SLOW)
+    else:
+        gate = threading.Event()
+
+        def stuck(event: Any) -> None:
+            gate.wait()
+
+        observer = NonBlockingObserver(stuck, maxQueue=1_000_000, **SLOW)
+    events = [makeEvent(n) for n in range(40_000)]
+
+    def call(n: int) -> None:
+        observer(events[n % 40_000])
+
+    return call
+
+
+CASES: dict[str, Callable[[str, str], Call]] = {
+    "wrapper-cost": wrapperCost,
+    "text-observer": textObserver,
+    "text-with-raising": textWithRaising,
+    "bridge-with-raising": bridgeWithRaising,
+    "file-sink": fileSink,
+    "slow-sink": slowSink,
+}
+
+
+def run(case: str, side: str, events: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        call = CASES[case](side, tmp)
+        # Warm up: the breaker opens, caches fill, specialisation settles.
+        for n in range(200):
+            call(n)
+        for n in range(events):
+            call(n)
+    os._exit(0)  # not the worker threads' shutdown
+
+
+def count(case: str, side: str, events: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                f"--cachegrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--run",
+                case,
+                side,
+                str(events),
+            ],
+            capture_output=True,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONHASHSEED": "0",
+                "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}",
+            },
+        )
+        if result.returncode:
+            raise SystemExit(f"{case} {side} failed:\n{result.stderr[-2000:]}")
+        match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
+        if match is None:
+            raise SystemExit(f"cachegrind failed for {case} {side}:\n{result.stderr[-2000:]}")
+        return int(match.group(1).replace(",", ""))
+
+
+def perEvent(case: str, side: str, events: int) -> float:
+    return (count(case, side, 2 * events) - count(case, side, events)) / events
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cases", nargs="*", help=f"some of {', '.join(CASES)} (default: all)")
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--run", nargs=3, metavar=("CASE", "SIDE", "N"))
+    args = parser.parse_args(argv)
+    if args.run:
+        case, side, n = args.run
+        run(case, side, int(n))
+        return 0
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown cases {', '.join(sorted(unknown))}; known: {', '.join(CASES)}")
+    for case in args.cases or CASES:
+        plain, hardened = (perEvent(case, side, args.events) for side in ("plain", "hardened"))
+        print(
+            f"{case:22} plain {plain:9.0f}  hardened {hardened:9.0f}  "
+            f"ratio {hardened / plain:6.3f}  difference {hardened - plain:8.0f} instructions/event",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.exit(main(sys.argv[1:]))
