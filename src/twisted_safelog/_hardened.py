@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 _ERROR_OUTPUT = "wrote error output to stderr while being called"
 _CLOSED = BreakerState.closed
+_OPEN = BreakerState.open
 
 
 @implementer(IHardenedSink)
@@ -63,8 +64,8 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
        failure of that delivery even if the sink returned.
      - After C{failureThreshold} consecutive failures the sink is quarantined
        (the breaker opens): it is not called, items go to a replay buffer of
-       C{bufferSize} items and C{bufferBytes} bytes (oldest dropped first,
-       counted) and to C{fallback}. Unless the failure was an C{OSError}
+       C{bufferSize} items and C{bufferBytes} bytes (once it is full,
+       further items are dropped, counted) and to C{fallback}. Unless the failure was an C{OSError}
        (the sink's own trouble: a disk, a socket) or error output, the next
        items, up to C{failureThreshold} of them, are tried at once, one at a
        time (early probes): if the failures were the items' fault (poison
@@ -119,11 +120,14 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         "_probeAt",
         "_repeatGate",
         "_seconds",
+        "_shedTicks",
         "_sizes",
         "_slotBytes",
         "_target",
         "breaker",
+        "bufferSize",
         "fallback",
+        "repeats",
     )
 
     def __init__(
@@ -195,6 +199,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._drops = accounts.drops
         self._fastTicks = accounts.fast.ticks
         self._countShed = accounts.shed.increment
+        self._shedTicks = accounts.shed.ticks
         self._countReceived = accounts.received.increment
         self._countDelivered = accounts.delivered.increment
         # Weakly: a sink nobody references is freed at once, not left in
@@ -255,15 +260,30 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # The healthy path, which every event of the process pays for (see
         # benchmarks/run.py): the thread's id, the reentry guard (a set add
         # and discard), one flag checked before and after the call, one
-        # counter. Everything else -- this thread is already delivering
-        # (reentry) or another one is, the sink is quarantined or replaying,
-        # a failure run is under way -- is _slowPath's, and error output
-        # seen during the call is _afterDelivery's.
-        tid = currentThread()
+        # counter. A quarantined sink with no probe due and nothing being
+        # delivered pays a clock read and a few checks, and once its buffer
+        # is full one counter (see _shed). Everything else -- this thread
+        # is already delivering (reentry) or another one is, a probe is
+        # due, the sink is replaying, a failure run is under way -- is
+        # _slowPath's, and error output seen during the call is
+        # _afterDelivery's.
         active = self._active
         if active or self._degraded:
-            self._slowPath(event, tid)
+            if (
+                not active
+                and self.breaker.state is _OPEN
+                and self._seconds() < self._probeAt
+                and not self.repeats.due
+            ):
+                if self.fallback is None and len(self._buffer) >= self.bufferSize:
+                    # No room: dropped, and counted as such (see SinkAccounts).
+                    next(self._shedTicks)
+                else:
+                    self._shed(event)
+                return
+            self._slowPath(event, currentThread())
             return
+        tid = currentThread()
         active.add(tid)
         try:
             self._target(event)

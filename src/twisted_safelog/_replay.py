@@ -74,42 +74,57 @@ class ReplayBuffer(Generic[T]):
 
     def _shed(self, event: T) -> None:
         """
-        Quarantined with no probe due: the price of a size estimate and a
-        counter. The event goes to the buffer (oldest items dropped to make
-        room, in events and in bytes), one count says so, and nothing is
-        reported: drops are reported together, with exact counts, at the
-        next state change (C{_reportDrops}).
+        Quarantined with no probe due: the event goes to the buffer if there
+        is room for it (C{_keep}), else it is dropped; one count says which
+        (see C{SinkAccounts}), and nothing is reported: drops are reported
+        together, with exact counts, at the next state change
+        (C{_reportDrops}). With a full buffer and no fallback, the healthy
+        path's check counts the event itself and does not come here.
         """
-        size = approximateSize(event)
-        if size <= self._slotBytes and not self._bigItems:
-            self._buffer.append(event)
-            self._sizes.append(size)
-        else:
-            self._bufferItem(event, size)
+        self._keep(event)
         self._countShed()
         fallback = self.fallback
         if fallback is not None:
             fallback(event)
 
-    def _bufferItem(self, item: T | _Retry[T], size: int) -> None:
+    def _keep(self, item: T) -> None:
         """
-        Append C{item} to the replay buffer, dropping the oldest items until
+        Append C{item} to the replay buffer if there is room for it in
+        C{bufferSize} items and C{bufferBytes} bytes; else it is dropped. A
+        full buffer keeps what it has (the start of the outage, replayed in
+        order) and costs nothing more, not even a size estimate. The
+        caller counts the item as put in either way: what is counted in and
+        neither taken out nor still there is an overflow drop (see
+        C{SinkAccounts}).
+        """
+        buffer = self._buffer
+        if len(buffer) >= self.bufferSize:
+            return
+        size = approximateSize(item)
+        if size <= self._slotBytes and not self._bigItems:
+            # Room in bytes too: every buffered item is within its share.
+            buffer.append(item)
+            self._sizes.append(size)
+        else:
+            self._bufferItem(item, size)
+
+    def _bufferItem(self, item: T, size: int) -> None:
+        """
+        Append C{item}, whose estimated size is C{size}, under the lock if
         it fits in C{bufferSize} items and C{bufferBytes} bytes; an item
-        larger than C{bufferBytes} on its own is not kept. (What is put in
-        and neither taken out nor still there is counted as an overflow
-        drop: see L{SinkAccounts}.)
+        that does not is dropped.
         """
-        if not self.bufferSize or size > self.bufferBytes:
+        if size > self.bufferBytes:
             return
         buffer = self._buffer
         sizes = self._sizes
         with self._lock:
-            total = sum(sizes)
-            while buffer and (len(buffer) >= self.bufferSize or total + size > self.bufferBytes):
-                buffer.popleft()
-                total -= sizes.popleft() if sizes else 0
+            if len(buffer) >= self.bufferSize or sum(sizes) + size > self.bufferBytes:
+                return
             buffer.append(item)
             sizes.append(size)
+            # Counted again rather than adjusted: an append without the lock
+            # racing with this one may have pushed an item out.
             slot = self._slotBytes
             self._bigItems = sum(1 for each in sizes if each > slot)
 
@@ -150,12 +165,11 @@ class ReplayBuffer(Generic[T]):
                 if self.fallback is not None:
                     self.fallback(event)
             return
-        size = approximateSize(event)
-        if size <= self._slotBytes and not self._bigItems:
-            self._buffer.append(event)
-            self._sizes.append(size)
-        else:
-            self._bufferItem(event, size)
+        if len(self._buffer) >= self.bufferSize:
+            # Full: replay first if the breaker allows it, to make room (the
+            # event must come after the buffered ones).
+            self.drain()
+        self._keep(event)
         self._accounts.queued.increment()
         self.drain()
         # After the drain: if a probe succeeded the event has been delivered
