@@ -153,7 +153,7 @@ def slowSink(side: str, tmp: str) -> Call:
         def stuck(event: Any) -> None:
             gate.wait()
 
-        observer = NonBlockingObserver(stuck, maxQueue=1_000_000, **SLOW)
+        observer = NonBlockingObserver(SafeObserver(stuck, **SLOW), maxQueue=1_000_000)
     events = [makeEvent(n) for n in range(40_000)]
 
     def call(n: int) -> None:
