@@ -12,7 +12,6 @@ C{buffered} is what waits in the queue and every drop has a reason
 
 from __future__ import annotations
 
-import atexit
 import sys
 import threading
 import time
@@ -27,6 +26,8 @@ from ._breaker import IClock, MonotonicClock
 from ._compat import StringEnum
 from ._fork import quiesceForFork, registerForFork
 from ._guard import currentThread
+from ._nbshutdown import QueueShutdown, _instances
+from ._prequeue import Marked, PreQueueSuppression
 from ._registry import IHardenedSink, register
 from ._report import IReporter, defaultReporter, describe
 from ._safe import HardenedSink, SafeObserver
@@ -52,46 +53,12 @@ class OverflowPolicy(StringEnum):
 
 _LEVEL_ORDER = {level: n for n, level in enumerate(LogLevel.iterconstants())}
 
-_instances: weakref.WeakSet[NonBlockingObserver] = weakref.WeakSet()
-
 #: Seconds between two attempts to start a worker thread that could not start.
 _START_RETRY = 1.0
 
 
-@atexit.register
-def _flushAllAtExit() -> None:
-    # One deadline for all of them: a process with several stuck sinks must
-    # still end within one flush timeout (and none waits past its own).
-    instances = list(_instances)
-    deadline = time.monotonic() + max((i.flushTimeout for i in instances), default=0.0)
-    for instance in instances:
-        instance.shutdown(min(instance.flushTimeout, max(0.0, deadline - time.monotonic())))
-
-
-def _flushWhenThreadingShutsDown() -> None:
-    """
-    Also flush when C{threading} shuts down, before it joins the threads: a
-    C{multiprocessing} child made with the fork start method runs that, then
-    ends with C{os._exit()}, never running C{atexit} handlers (at an
-    ordinary exit this runs first, and the C{atexit} flush finds nothing
-    left). C{threading._register_atexit} is what C{concurrent.futures} uses
-    for the same reason (Python 3.9 and later).
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is None:
-        return
-    try:
-        register(_flushAllAtExit)
-    except RuntimeError:
-        # Imported while the interpreter is already shutting down.
-        pass
-
-
-_flushWhenThreadingShutsDown()
-
-
 @implementer(ILogObserver, IHardenedSink)
-class NonBlockingObserver:
+class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
     """
     Deliver events to C{observer} from one worker thread.
 
@@ -114,6 +81,12 @@ class NonBlockingObserver:
     (L{startFailures}) and reported, and starting is tried again a second
     later. While idle it replays a quarantined sink's buffer once the
     sink's breaker allows.
+
+    Identical-event suppression happens here, before the queue, on the
+    caller's thread, with the wrapped sink's C{repeatBurst} and
+    C{repeatInterval} (its own filter is turned off): a flood's copies beyond
+    the allowance are never queued, so they cannot overflow the queue (see
+    L{twisted_safelog._prequeue}).
 
     Events the worker thread itself causes while delivering (a handler's
     error written to a redirected C{sys.stderr}, a sink that logs) are not
@@ -204,6 +177,7 @@ class NonBlockingObserver:
         self.startFailures = 0
         self._channel = Channel()
         self._received = Counter()
+        self._receivedTicks = self._received.ticks
         self._delivered = Counter()
         self._failed = Counter()
         self._drops = Drops()
@@ -214,6 +188,7 @@ class NonBlockingObserver:
         # Anything but the plain queued path goes through _slowCall.
         self._direct = self._held
         self._shutdownTrigger: object = None
+        self._setUpRepeats()
         _instances.add(self)
         register(self)
         registerForFork(self)
@@ -228,7 +203,11 @@ class NonBlockingObserver:
     # -- the caller's side ------------------------------------------------------
 
     def __call__(self, event: LogEvent) -> None:
-        self._received.increment()
+        # Counted as received; suppression costs one comparison more until
+        # the allowance is reached (then every event is looked at).
+        if next(self._receivedTicks) >= self._repeatGate:
+            self._lookedAt(event)
+            return
         if type(event) is not dict and not isinstance(event, Mapping):
             self._notAnEvent(event)
             return
@@ -241,13 +220,33 @@ class NonBlockingObserver:
             return
         self._enqueue(event)
 
-    def _enqueue(self, event: LogEvent) -> None:
+    def _lookedAt(self, event: LogEvent) -> None:
+        """
+        L{__call__} for an event that suppression looks at first.
+        """
+        if type(event) is not dict and not isinstance(event, Mapping):
+            self._notAnEvent(event)
+            return
+        channel = self._channel
+        if currentThread() == channel.workerIdent:
+            self._echo(event)
+            return
+        marked = self._heldBack(event)
+        if marked is None:
+            return
+        if self._direct or not channel.alive:
+            self._slowCall(event)
+            return
+        self._enqueue(event, marked)
+
+    def _enqueue(self, event: LogEvent, marked: bool = False) -> None:
         try:
             copy = dict(event)
         except Exception as error:
             # A mapping whose keys or items raise: it cannot be queued.
             self._notAnEvent(event, f"an event that cannot be copied ({_errorName(error)})")
             return
+        item: Any = Marked(copy, self._markToken) if marked else copy
         channel = self._channel
         queue = channel.queue
         with channel.lock:
@@ -266,7 +265,7 @@ class NonBlockingObserver:
             else:
                 accept, reason = False, DropReason.overflow
             if accept:
-                queue.append(copy)
+                queue.append(item)
                 channel.wake.notify()
         if reason is not None:
             self._drop(reason, 1)
@@ -322,6 +321,9 @@ class NonBlockingObserver:
 
     def _drop(self, reason: DropReason, count: int) -> None:
         self._drops.add(reason, count)
+        self._reportDropped(reason, count)
+
+    def _reportDropped(self, reason: DropReason, count: int) -> None:
         try:
             self.reporter.dropped(self.name, reason.value, count)
         except Exception:
@@ -424,127 +426,6 @@ class NonBlockingObserver:
             # Not lost: the parent delivers them (see _safe's twin).
             self._drops.add(DropReason.fork, lost)
         return None
-
-    # -- shutdown -----------------------------------------------------------------
-
-    def _stalled(self) -> bool:
-        return self._channel.stalled(self.stallTimeout)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """
-        Wait up to C{timeout} seconds (C{flushTimeout} by default) for the
-        queue to be delivered, and not at all once the delivery in progress
-        has not returned for C{stallTimeout} seconds. Whatever is still
-        queued then is dropped (reason C{"shutdown"}) and reported in one
-        line. Returns whether everything was delivered.
-
-        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
-        """
-        timeout = self.flushTimeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        channel = self._channel
-        if channel.queue and not channel.alive:
-            self._start()
-        left, inFlight = channel.waitDelivered(deadline, self.stallTimeout)
-        if left:
-            self._drop(DropReason.shutdown, left)
-            self._note(
-                f"sink {self.name}: {left} queued events could not be delivered "
-                f"within {timeout:.3g}s at shutdown (counted as dropped: shutdown)"
-            )
-        return left == 0 and not inFlight
-
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """
-        L{flush}; from then on each event is handed to the worker and the
-        caller waits (up to C{flushTimeout}) until it is written, so that
-        the last lines (twistd's "Server Shut Down.") reach the sink before
-        the process ends; if the worker is stuck, events are dropped
-        (C{"shutdown"}) at once instead. Called when the reactor has shut
-        down and at exit.
-
-        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
-        """
-        delivered = self.flush(timeout)
-        self._shutDown = True
-        self._direct = True
-        channel = self._channel
-        if channel.inFlight or channel.stalled(self.stallTimeout):
-            self._becameStuck()
-        return delivered
-
-    def _becameStuck(self) -> None:
-        if self._stuck:
-            return
-        self._stuck = True
-        self._note(
-            f"sink {self.name}: its delivery has not returned; events from now on "
-            "are dropped (shutdown), not waited for"
-        )
-
-    def _afterShutdown(self, event: LogEvent) -> None:
-        if self._stuck or self._stalled():
-            self._becameStuck()
-            self._drop(DropReason.shutdown, 1)
-            return
-        channel = self._channel
-        if not channel.alive and not self._start():
-            # No thread can start (interpreter exit); the sink is not stuck.
-            self._deliverHere(event)
-            return
-        delivered, dropped = channel.handOff(
-            dict(event), self.maxQueue, self.flushTimeout, self.stallTimeout
-        )
-        if not delivered:
-            self._becameStuck()
-        if dropped:
-            self._drop(DropReason.shutdown, 1)
-
-    def stop(self, timeout: float | None = None) -> bool:
-        """
-        L{flush}, then end the worker thread (waiting for it up to the same
-        timeout). A later event starts it again.
-
-        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
-        """
-        timeout = self.flushTimeout if timeout is None else timeout
-        delivered = self.flush(timeout)
-        worker = self._channel.stop()
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(0 if self._stalled() else timeout)
-        return delivered
-
-    def drain(self) -> None:
-        """
-        Wake the worker, so that queued events, and the events a quarantined
-        sink buffers, are delivered as soon as they can be, without waiting
-        for the next event. Never waits.
-        """
-        self._channel.poke()
-
-    def close(self, timeout: float | None = None) -> None:
-        """
-        L{stop} (flush for up to C{timeout} seconds, count and report what is
-        left, end the worker), then close the wrapped sink (unless its
-        delivery is stuck) and release what this observer holds in the
-        reactor.
-
-        @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
-        """
-        self.stop(timeout)
-        if not self._channel.busySince:
-            try:
-                self.observer.close()
-            except Exception:
-                pass
-        trigger, self._shutdownTrigger = self._shutdownTrigger, None
-        if trigger is not None:
-            from twisted.internet import reactor
-
-            try:
-                reactor.removeSystemEventTrigger(trigger)
-            except Exception:
-                pass
 
     # -- accounting -------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from ._breaker import IClock, MonotonicClock
 from ._fork import registerForFork
 from ._identity import EVENTS, RECORDS, Identity
 from ._marks import deliverMarked, markedBy, unmarked
+from ._stats import Counter
 from ._summarytimer import summaryTimer
 
 __all__ = [
@@ -203,6 +204,9 @@ class RepeatFilter(Generic[T]):
         self.due = False
         # Events looked at here (they do not take the healthy path).
         self._looked = 0
+        # How many summaries it has made (lock-free: the timer thread makes
+        # them too).
+        self._summaries = Counter()
         self._sliceEnd = float("-inf")
         self._sliceStart = 0
         # Items between two samples. In the first interval (no rate known
@@ -248,6 +252,31 @@ class RepeatFilter(Generic[T]):
         is gone).
         """
         return self._owner()
+
+    @property
+    def summaries(self) -> int:
+        """
+        How many summaries it has made (each an item the sink receives, so
+        C{received} exceeds what callers sent by this many).
+        """
+        return self._summaries.value
+
+    @property
+    def looked(self) -> int:
+        """
+        How many items have been looked at (sent to L{check}).
+        """
+        return self._looked
+
+    def turnOff(self) -> None:
+        """
+        Never look at an item again (another filter in front of the sink
+        does the work: a non-blocking observer's, before its queue).
+        """
+        with self._lock:
+            self.burst = 0
+            self.due = False
+            self.gate = _NEVER
 
     def __repr__(self) -> str:
         return f"<RepeatFilter burst={self.burst} interval={self.interval:g}>"
@@ -352,8 +381,8 @@ class RepeatFilter(Generic[T]):
                 del self._repeating[coarse]
         # While something repeats, every item is looked at; otherwise none
         # until the interval has had more than `burst` of them.
-        self.gate = position + self._step
         self.due = bool(self._repeating)
+        self.gate = position + self._step
 
     def _settle(self, key: _Repeating, due: list[tuple[_Repeating, int]]) -> None:
         if key.suppressed:
@@ -499,6 +528,7 @@ class RepeatFilter(Generic[T]):
                 summary = self.identity.summary(key.item, key.text, count)  # type: ignore[arg-type]
             except Exception:
                 continue
+            self._summaries.increment()
             # What the summary's delivery causes is an echo, not a flood.
             key.lastAdmitted = now
             if self._suspect(key, now):

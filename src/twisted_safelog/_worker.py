@@ -19,6 +19,8 @@ from twisted.logger import LogEvent
 
 from ._breaker import BreakerState
 from ._guard import currentThread
+from ._marks import deliverMarked
+from ._prequeue import Marked
 from ._report import IReporter, describe
 from ._safe import HardenedSink
 from ._stats import Counter
@@ -33,7 +35,7 @@ class Channel:
     """
 
     def __init__(self) -> None:
-        self.queue: deque[LogEvent] = deque()
+        self.queue: deque[Any] = deque()
         self.reset()
 
     def reset(self) -> None:
@@ -226,7 +228,12 @@ def work(
                     channel.busySince = 0.0
                 continue
             try:
-                sink(event)
+                if type(event) is Marked:
+                    # Let through while it repeats: delivered inside the
+                    # observer's mark, so that its echoes are known.
+                    deliverMarked(event.token, sink, event.event)
+                else:
+                    sink(event)
                 delivered.increment()
             except BaseException as error:
                 # A hardened sink does not raise; if something still does,
