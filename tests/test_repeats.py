@@ -24,6 +24,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, Logger, LogLevel, LogPublisher
 
 from twisted_safelog import (
+    BreakerState,
     ConfigurationError,
     NonBlockingObserver,
     Policy,
@@ -36,7 +37,7 @@ from twisted_safelog import (
 )
 from twisted_safelog._repeats import deliverMarked
 from twisted_safelog._settings import Settings
-from twisted_safelog.testing import RecordingObserver
+from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
 from .helpers import RecordingReporter
 from .twistdprocess import environment, start, stop
@@ -152,6 +153,45 @@ def test_theFirstIntervalHonoursTheBurst(share: int, quietFirst: bool) -> None:
     assert 60 <= len(copies) <= 140
     assert len(distinct) == 4000 - sent
     assert observer.stats().droppedByReason["repeated"] == sent - len(copies)
+    assertBalanced(observer.stats())
+
+
+def test_aFloodWhileQuarantinedDoesNotFillTheReplayBuffer() -> None:
+    """
+    A sink quarantined (its disk failed, say) while the application floods
+    one line: the replay buffer takes about the allowance of its copies, not
+    a thousand, so the distinct lines logged during the outage still fit
+    and are replayed in order when the sink recovers, with the summary;
+    every copy is accounted for.
+    """
+    clock = Clock()
+    sink = FlakyObserver([True], then=False)
+    observer = SafeObserver(
+        sink,
+        clock=clock,
+        reporter=RecordingReporter(),
+        failureThreshold=1,
+        resetTimeout=10.0,
+        bufferSize=1000,
+    )
+    observer(event("the disk failed"))
+    assert observer.stats().state is BreakerState.open
+    for n in range(5000):
+        observer(event())
+        if n % 100 == 0:
+            observer(event(f"distinct {n}"))
+    assert observer.stats().buffered < 300
+    clock.advance(11)
+    observer.drain()
+    assert observer.stats().state is BreakerState.closed
+    texts = [e.get("text") for e in sink.events]
+    assert [t for t in texts if t and t.startswith("distinct")] == [
+        f"distinct {n}" for n in range(0, 5000, 100)
+    ]
+    held = observer.stats().droppedByReason["repeated"]
+    assert held > 4000
+    assert [e["log_repeated"] for e in summaries(sink.events)] == [held]
+    assert texts.count("retrying") + held == 5000
     assertBalanced(observer.stats())
 
 

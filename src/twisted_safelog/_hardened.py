@@ -120,6 +120,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         "_probeAt",
         "_repeatGate",
         "_seconds",
+        "_shedGate",
         "_shedTicks",
         "_sizes",
         "_slotBytes",
@@ -210,6 +211,9 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._lastError: str | None = None
         # A copy of self.repeats.gate (set by it), for the healthy path.
         self._repeatGate = 0
+        # The same gate for the count of events a quarantined sink sheds:
+        # a flood while quarantined is held back too, not buffered.
+        self._shedGate = 0
         # The filter's callbacks reach this sink through a weak proxy: the
         # sink holds its filter, and a sink nobody references must be freed
         # at once (and leave status()), not when the cycle collector runs.
@@ -224,7 +228,8 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
             drop=lambda n: me._countRepeated(n),
             report=lambda line: me._report(me.reporter.note, line),
             dropped=lambda n: me._report(me.reporter.dropped, me.name, "repeated", n),
-            position=lambda: accounts.fast.value,
+            # The events that took a cheap path: healthy, or shed.
+            position=lambda: accounts.fast.value + accounts.shed.value,
             setGate=lambda gate: me._gateMoved(gate),
             clock=self.breaker.clock,
         )
@@ -269,18 +274,15 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # _afterDelivery's.
         active = self._active
         if active or self._degraded:
-            if (
-                not active
-                and self.breaker.state is _OPEN
-                and self._seconds() < self._probeAt
-                and not self.repeats.due
-            ):
+            if not active and self.breaker.state is _OPEN and self._seconds() < self._probeAt:
                 if self.fallback is None and len(self._buffer) >= self.bufferSize:
                     # No room: dropped, and counted as such (see SinkAccounts).
                     next(self._shedTicks)
-                else:
+                    return
+                if not self.repeats.due:
+                    # Buffered, unless identical events flood in (_shed).
                     self._shed(event)
-                return
+                    return
             self._slowPath(event, currentThread())
             return
         tid = currentThread()
@@ -370,8 +372,12 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         )
 
     def _gateMoved(self, gate: int) -> None:
-        # The healthy path compares with this copy of the filter's gate.
-        self._repeatGate = gate
+        # The healthy path compares its count with this copy of the filter's
+        # gate (which counts healthy and shed events), a quarantined sink
+        # its count of shed events with the other.
+        accounts = self._accounts
+        self._repeatGate = gate - accounts.shed.value
+        self._shedGate = gate - accounts.fast.value
 
     def _repeatsDue(self) -> None:
         """

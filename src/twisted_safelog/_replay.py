@@ -8,7 +8,7 @@ replayed in order once it recovers.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._breaker import BreakerState
@@ -45,6 +45,11 @@ class ReplayBuffer(Generic[T]):
         _lock: threading.RLock
         _accounts: SinkAccounts
         _countShed: Callable[[], object]
+        _shedTicks: Iterator[int]
+        _shedGate: int
+
+        def _repeatsDue(self) -> None: ...
+
         _drops: Drops
         _probeAt: float
         bufferSize: int
@@ -82,7 +87,10 @@ class ReplayBuffer(Generic[T]):
         path's check counts the event itself and does not come here.
         """
         self._keep(event)
-        self._countShed()
+        # Counted; past the gate, suppression looks at the next events (a
+        # flood's copies are then held back instead of filling the buffer).
+        if next(self._shedTicks) >= self._shedGate:
+            self._repeatsDue()
         fallback = self.fallback
         if fallback is not None:
             fallback(event)
