@@ -150,7 +150,7 @@ def test_theFirstIntervalHonoursTheBurst(share: int, quietFirst: bool) -> None:
     copies = [e for e in sink.events if e["text"] == "retrying"]
     distinct = [e for e in sink.events if e["text"].startswith("GET")]
     print(f"first interval: {len(copies)} of {sent} copies delivered")
-    assert 60 <= len(copies) <= 140
+    assert 75 <= len(copies) <= 125
     assert len(distinct) == 4000 - sent
     assert observer.stats().droppedByReason["repeated"] == sent - len(copies)
     assertBalanced(observer.stats())

@@ -509,6 +509,8 @@ def test_accountingIdentityHoldsWithManyThreads() -> None:
     for t in threads:
         t.join()
     stats = safe.stats()
-    assert stats.received == 16000
+    # Each line is logged by all eight threads: a summary of copies held
+    # back, if any, is received too.
+    assert stats.received == 16000 + safe.repeats.summaries
     assert stats.balanced, stats
     assert stats.failed > 0

@@ -209,17 +209,19 @@ class RepeatFilter(Generic[T]):
         self._summaries = Counter()
         self._sliceEnd = float("-inf")
         self._sliceStart = 0
-        # Items between two samples. In the first interval (no rate known
-        # yet) a sixteenth of the burst, so that a flood is seen three times
-        # within about the allowance, doubled after every _SAMPLES samples (a busy
-        # stream of distinct lines pays for a few hundred samples, once);
-        # then set by the last interval's rate.
+        # Items between two samples once an interval has had the allowance
+        # (before, one sample per step). In the first interval (no rate
+        # known yet) a sixteenth of the burst, doubled after every _SAMPLES
+        # samples (a busy stream of distinct lines pays for a few hundred
+        # samples, once); then set by the last interval's rate.
         self._stride = max(1, burst // 16)
         self._measured = False
-        # Samples taken this interval.
+        # Samples taken this interval, and the item count at the last one.
         self._taken = 0
+        self._lastSample = 0
         self._jitter = random.Random(0x5EED).randint
-        self._samples: dict[Hashable, int] = {}
+        # Per sampled event: [times seen, items those samples stand for].
+        self._samples: dict[Hashable, list[int]] = {}
         # While events repeat: the next item that is not one of them to be
         # sampled (counted in items looked at).
         self._nextSample = 0
@@ -367,6 +369,7 @@ class RepeatFilter(Generic[T]):
         self._sliceEnd = now + self.interval
         self._samples.clear()
         self._taken = 0
+        self._lastSample = self._sliceStart
         self._quick.clear()
         for coarse, bucket in list(self._repeating.items()):
             for fine, key in list(bucket.items()):
@@ -439,8 +442,10 @@ class RepeatFilter(Generic[T]):
         position = self._position()
         items = position + self._looked - self._sliceStart
         if items < self.burst:
-            # Not yet the allowance this interval: the next step.
+            # Not yet the allowance this interval: a sample (one per step,
+            # spread over the interval's first items), and the next step.
             self.gate = position + min(self._step, self.burst - items)
+            self._sample(item, now)
             return DELIVER
         # Above the allowance, nothing repeating yet: look at a sample.
         # Jittered, so that traffic with a period (one line in two) cannot
@@ -479,30 +484,40 @@ class RepeatFilter(Generic[T]):
         Count a sample of C{item}; seen often enough, it is watched from now
         on.
         """
+        tick = self._position() + self._looked
+        # The items this sample stands for: those since the last one.
+        weight = max(1, tick - max(self._lastSample, self._sliceStart))
+        self._lastSample = tick
         try:
             coarse = self.identity.coarse(item)
             hash(coarse)
             fine = self.identity.fine(item)
-            seen = self._samples.get(fine, 0) + 1
+            counts = self._samples.get(fine)
         except Exception:
             return
-        if len(self._samples) >= _MAX_SAMPLES:
-            self._samples.clear()
-        self._samples[fine] = seen
+        if counts is None:
+            if len(self._samples) >= _MAX_SAMPLES:
+                self._samples.clear()
+            counts = self._samples[fine] = [0, 0]
+        counts[0] += 1
+        # No sample vouches for more than a step's worth of copies: where
+        # samples are far apart, two that hit a few copies close together
+        # must not pass for hundreds.
+        counts[1] += min(weight, self._step)
+        seen, copies = counts
         self._taken = taken = self._taken + 1
         if not self._measured and taken % _SAMPLES == 0:
             self._stride = min(self._stride * 2, _MAX_STRIDE)
-        if seen < 2:
-            return
-        # Its copies this interval so far, estimated from the share of the
-        # samples that were this event (seen the k-th time at the n-th
-        # sample, (k - 1) / (n - 1) is the unbiased estimate of its share;
-        # from k = 3 on it is close enough): the copies that went by before
-        # it was watched count against the allowance too.
-        items = self._position() + self._looked - self._sliceStart
-        copies = min(items, (seen - 1) * items // max(1, taken - 1)) if seen >= 3 else 0
+        # Its copies this interval so far, estimated from the samples that
+        # were this event, each standing for the items since the one before
+        # (at most a step's worth; the samples are spread over the whole
+        # interval, so copies close together are not taken for many): the
+        # copies that went by before it was watched count against its
+        # allowance too.
+        copies = min(copies, tick - self._sliceStart)
         if (
-            max(copies * 2, seen * self._stride) > self.burst
+            seen >= 2
+            and copies * 2 > self.burst
             and sum(len(b) for b in self._repeating.values()) < _MAX_SUSPECTS
         ):
             # The same event twice in a sample of this interval, and often
