@@ -233,6 +233,13 @@ class RepeatFilter(Generic[T]):
     def _afterForkInChild(self, keepPending: bool) -> None:
         # Another thread may have held the lock at the fork: it is gone.
         self._lock = threading.RLock()
+        if not keepPending:
+            # The summaries of the copies held back before the fork are the
+            # parent's to deliver (it goes on); the child's would say them
+            # twice. The copies stay counted (repeated) in both.
+            for bucket in self._repeating.values():
+                for key in bucket.values():
+                    key.suppressed = 0
 
     @property
     def gate(self) -> int:
