@@ -7,12 +7,86 @@ that has stalled.
 
 from __future__ import annotations
 
+import logging
+import random
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, LogLevel, formatEvent
+
+from twisted_safelog import SafeHandler, SafeObserver
+from twisted_safelog.testing import RecordingObserver
+
+from .helpers import RecordingReporter
+
+
+def formatted(form: str, **values: Any) -> LogEvent:
+    return {"log_format": form, "log_namespace": "app", "log_level": LogLevel.info, **values}
+
+
+@pytest.mark.parametrize(
+    "flooded, other",
+    [
+        pytest.param(
+            formatted("v={x:>{width}}|", x="a", width=2),
+            formatted("v={x:>{width}}|", x="a", width=3),
+            id="width-in-the-format-spec",
+        ),
+        pytest.param(formatted("v={x}", x=0.0), formatted("v={x}", x=-0.0), id="minus-zero"),
+    ],
+)
+def test_eventsThatRenderDifferentlyAreNotCopiesOfAFlood(
+    flooded: LogEvent, other: LogEvent
+) -> None:
+    """
+    While one event is held back, an event with the same format and values
+    that compare equal but render differently (a width given by another
+    field, C{-0.0} against C{0.0}) is a distinct line, delivered every time.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    observer = SafeObserver(sink, clock=clock, repeatBurst=10, reporter=RecordingReporter())
+    for _ in range(500):
+        observer(dict(flooded))
+    held = observer.stats().droppedByReason["repeated"]
+    assert held > 0
+    # Fewer than the burst: none of them may be held back, whatever they are.
+    for _ in range(8):
+        observer(dict(other))
+    text = formatEvent(other)
+    assert [formatEvent(e) for e in sink.events].count(text) == 8
+    assert observer.stats().droppedByReason["repeated"] == held
+
+
+def test_recordsThatRenderDifferentlyAreNotCopiesOfAFlood() -> None:
+    """
+    The same for stdlib records: C{"%s" % -0.0} is not C{"%s" % 0.0}.
+    """
+    clock = Clock()
+    delivered: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: delivered.append(record.getMessage())  # type: ignore[method-assign]
+    safe = SafeHandler(handler, clock=clock, repeatBurst=10, reporter=RecordingReporter())
+
+    def record(value: float) -> logging.LogRecord:
+        return logging.makeLogRecord(
+            {"name": "app", "levelno": 20, "msg": "v=%s", "args": (value,)}
+        )
+
+    for _ in range(500):
+        safe.handle(record(0.0))
+    held = safe.stats().droppedByReason["repeated"]
+    assert held > 0
+    for _ in range(8):
+        safe.handle(record(-0.0))
+    assert delivered.count("v=-0.0") == 8
+    assert safe.stats().droppedByReason["repeated"] == held
+
 
 FORK_WITH_COPIES_HELD_BACK = """
 import os, sys, time
@@ -71,3 +145,29 @@ def test_aForkedChildDoesNotSummariseTheParentsCopies(tmp_path: Path, kind: str)
     assert len(copies) + sum(counts) == 5000
     assert sum(1 for line in lines if line.endswith("] child")) == 1
     assert sum(1 for line in lines if line.endswith("] parent")) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the copies of an event that went by before it was watched are estimated from a "
+        "sample, and the estimate overshoots: an event logged fewer than repeatBurst times "
+        "in an interval, amid others like it, can still have copies held back (20 texts "
+        "x 80 copies, 5 orders: 233 copies held back; 100 x 80: 1,465)"
+    ),
+)
+def test_anEventUnderTheBurstIsNeverHeldBack() -> None:
+    """
+    Twenty lines, each logged 80 times within one interval (the default
+    burst is 100), in random order: each is under the allowance, so not
+    one copy may be held back.
+    """
+    heldBack = 0
+    for seed in range(5):
+        order = [n for n in range(20) for _ in range(80)]
+        random.Random(seed).shuffle(order)
+        observer = SafeObserver(RecordingObserver(), clock=Clock(), reporter=RecordingReporter())
+        for n in order:
+            observer(formatted("job {n} retrying", n=n))
+        heldBack += observer.stats().droppedByReason["repeated"]
+    assert heldBack == 0

@@ -51,8 +51,21 @@ class Identity(Protocol[T]):
         """
 
 
-#: Values whose rendering depends on nothing but their type and value.
+#: Values whose rendering depends on nothing but their type and value (but
+#: C{-0.0 == 0.0}: see L{_plainKey}).
 _PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _plainKey(kind: type, value: Any) -> tuple[type, Any]:
+    """
+    A value of a L{_PLAIN} type, as a key that is equal only for values
+    rendered the same: C{-0.0} and C{0.0} are equal, but render differently.
+    """
+    if kind is float and not value:
+        return (kind, str(value))
+    return (kind, value)
+
+
 _MISSING = object()
 _formatter = string.Formatter()
 _fields: dict[str, tuple[str, ...] | None] = {}
@@ -62,7 +75,8 @@ def _fieldNames(form: str) -> tuple[str, ...] | None:
     """
     The fields a format refers to, if each is a plain name (not an attribute,
     an index or a call, whose rendering can change while the value stays the
-    same object); L{None} otherwise. Cached, boundedly.
+    same object) and no format spec refers to another field (C{"{x:>{width}}"}:
+    the width is a value too); L{None} otherwise. Cached, boundedly.
     """
     try:
         return _fields[form]
@@ -70,8 +84,14 @@ def _fieldNames(form: str) -> tuple[str, ...] | None:
         pass
     names: tuple[str, ...] | None
     try:
-        found = [field for _, field, _, _ in _formatter.parse(form) if field is not None]
-        names = tuple(found) if all(f.isidentifier() for f in found) else None
+        parsed = [
+            (field, spec) for _, field, spec, _ in _formatter.parse(form) if field is not None
+        ]
+        names = (
+            tuple(field for field, _ in parsed)
+            if all(field.isidentifier() and "{" not in (spec or "") for field, spec in parsed)
+            else None
+        )
     except ValueError:
         names = None
     if len(_fields) >= 1024:
@@ -111,7 +131,7 @@ class EventIdentity:
             kind = type(value)
             if kind not in _PLAIN:
                 return None
-            values.append((kind, value))
+            values.append(_plainKey(kind, value))
         return (form, item.get("log_namespace"), item.get("log_level"), *values)
 
     def summary(self, item: LogEvent, text: str, count: int) -> LogEvent:
@@ -154,7 +174,7 @@ class RecordIdentity:
             kind = type(value)
             if kind not in _PLAIN:
                 return None
-            values.append((kind, value))
+            values.append(_plainKey(kind, value))
         return (item.name, item.levelno, item.msg, *values)
 
     def summary(self, item: logging.LogRecord, text: str, count: int) -> logging.LogRecord:
