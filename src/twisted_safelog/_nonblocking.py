@@ -96,10 +96,10 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
     the queue is flushed for up to C{flushTimeout} seconds, and not at all
     once the delivery in progress has not returned for C{stallTimeout}
     seconds; what is left is counted as dropped (C{"shutdown"}) and reported
-    in one line (L{shutdown}). Later events are still handed to the worker,
-    and the caller waits (up to C{flushTimeout}) until they are written, so
-    twistd's last lines reach the sink before the process ends; once the
-    worker is stuck, they are dropped (C{"shutdown"}) at once, never
+    in one line (L{twisted_safelog._nbshutdown.QueueShutdown.shutdown}).
+    Later events are still handed to the worker, and the caller waits (up to
+    C{flushTimeout}) until they are written, so twistd's last lines reach
+    the sink before the process ends; once the worker is stuck, they are dropped (C{"shutdown"}) at once, never
     delivered into the stuck sink on the caller's thread.
 
     After C{os.fork()} the child starts with a fresh lock and no worker; the
@@ -108,7 +108,8 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
     L{twisted_safelog._fork}.
 
     An observer nobody references any more is collected; its worker then
-    delivers what was queued and ends. L{close} ends it at once.
+    delivers what was queued and ends.
+    L{twisted_safelog._nbshutdown.QueueShutdown.close} ends it at once.
 
     @param observer: the sink the worker delivers to (hardened with L{SafeObserver} unless it is a
         hardened sink).
