@@ -99,8 +99,9 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
     in one line (L{twisted_safelog._nbshutdown.QueueShutdown.shutdown}).
     Later events are still handed to the worker, and the caller waits (up to
     C{flushTimeout}) until they are written, so twistd's last lines reach
-    the sink before the process ends; once the worker is stuck, they are dropped (C{"shutdown"}) at once, never
-    delivered into the stuck sink on the caller's thread.
+    the sink before the process ends; once the worker is stuck, they are
+    dropped (C{"shutdown"}) at once, never delivered into the stuck sink on
+    the caller's thread.
 
     After C{os.fork()} the child starts with a fresh lock and no worker; the
     events queued or in flight at the fork are the parent's to deliver and
