@@ -21,6 +21,7 @@ from twisted_safelog import (
     defaultReporter,
     setDefaultReporter,
 )
+from twisted_safelog._escape import _UNSAFE, _UNSAFE_WITH_NEWLINE, escapeControl
 from twisted_safelog._report import LINE_LIMIT, TRACEBACK_LINES, describe
 from twisted_safelog.testing import RaisingObserver
 
@@ -204,3 +205,22 @@ def test_everyBidiControlIsEscapedInReports(char: str) -> None:
     out = "".join(written)
     assert char not in out
     assert f"\\u{ord(char):04x}" in out
+
+
+def test_escapingSkipsOnlyTextWithNothingToEscape() -> None:
+    """
+    escapeControl returns ASCII text with nothing to escape as it is without
+    searching it with its pattern; the shortcut never lets through a
+    character the pattern escapes.
+    """
+    for code in range(0x10000):
+        char = chr(code)
+        text = f"line {char} end\n"
+        escaped = escapeControl(text)
+        assert (escaped != text) == bool(_UNSAFE.match(char)), f"U+{code:04X}"
+        escaped = escapeControl(text, newlines=False)
+        assert escaped != text, f"U+{code:04X}"  # the final newline at least
+        assert (char in escaped) != bool(_UNSAFE_WITH_NEWLINE.match(char)), f"U+{code:04X}"
+    assert escapeControl("GET /chart-data -> 200\n") == "GET /chart-data -> 200\n"
+    assert escapeControl("two\n\tlines\n") == "two\n\tlines\n"
+    assert escapeControl("a\nb", newlines=False) == "a\\nb"

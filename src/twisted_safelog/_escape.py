@@ -24,6 +24,9 @@ _UNSAFE = re.compile(
 _UNSAFE_WITH_NEWLINE = re.compile(
     "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
+#: The ASCII characters of the patterns above.
+_ASCII = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+_ASCII_WITH_NEWLINE = _ASCII + b"\n"
 _NAMED = {"\r": "\\r", "\n": "\\n", "\x0b": "\\v", "\x0c": "\\f"}
 
 
@@ -42,6 +45,13 @@ def escapeControl(text: str, newlines: bool = True) -> str:
     C{newlines}, newline (which the caller handles: Twisted's text format
     indents continuation lines, reports prefix each line).
     """
+    if text.isascii():
+        # Nearly every line: one pass of bytes.translate (a table lookup per
+        # character) tells whether it holds any of the ASCII characters the
+        # pattern matches, for a fraction of the pattern's search.
+        data = text.encode("ascii")
+        if len(data.translate(None, _ASCII if newlines else _ASCII_WITH_NEWLINE)) == len(data):
+            return text
     pattern = _UNSAFE if newlines else _UNSAFE_WITH_NEWLINE
     if pattern.search(text) is None:
         return text
