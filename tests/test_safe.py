@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.logger import (
     ILogObserver,
     LegacyLogObserverWrapper,
+    LogEvent,
     Logger,
     LoggingFile,
     LogLevel,
@@ -514,3 +515,36 @@ def test_accountingIdentityHoldsWithManyThreads() -> None:
     assert stats.received == 16000 + safe.repeats.summaries
     assert stats.balanced, stats
     assert stats.failed > 0
+
+
+def test_anObserverInstanceIsCalledThroughItsCallMethod() -> None:
+    """
+    An instance of a class with a Python C{__call__} (Twisted's
+    FileLogObserver, say) is called through that method, bound once, with
+    every guarantee kept: C{sink} is still the instance, reentry is still
+    dropped, a failure still counted.
+    """
+
+    class Observer:
+        def __init__(self) -> None:
+            self.events: list[LogEvent] = []
+            self.safe: SafeObserver | None = None
+
+        def __call__(self, e: LogEvent) -> None:
+            self.events.append(e)
+            if e.get("echo") and self.safe is not None:
+                self.safe(event(99))
+            if e.get("fail"):
+                raise ValueError("broken")
+
+    observer = Observer()
+    safe, _, _ = makeSafe(observer)
+    observer.safe = safe
+    assert safe.sink is observer
+    safe(event(1))
+    safe(event(2, echo=True))
+    safe(event(3, fail=True))
+    assert [e["n"] for e in observer.events] == [1, 2, 3]
+    stats = safe.stats()
+    assert (stats.delivered, stats.failed, stats.droppedByReason["reentry"]) == (2, 1, 1)
+    assert stats.balanced
