@@ -268,7 +268,8 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
                 accept, reason = False, DropReason.overflow
             if accept:
                 queue.append(item)
-                channel.wake.notify()
+                if channel.sleeping:
+                    channel.wake.notify()
         if reason is not None:
             self._drop(reason, 1)
 

@@ -64,6 +64,10 @@ class Channel:
         self.busySince = 0.0
         self.alive = False
         self.stopping = False
+        #: True while the worker waits on L{wake} (set and cleared under the
+        #: lock): a caller that queues an event notifies it only then, as a
+        #: busy worker takes the next event without being woken.
+        self.sleeping = False
         self.worker: threading.Thread | None = None
         self.workerIdent: int | None = None
         #: The last thing a hardened sink still raised into the worker.
@@ -213,7 +217,11 @@ def work(
                     if channel.stopping:
                         return
                     channel.idle.notify_all()
-                    channel.wake.wait(_idleWait(sink))
+                    channel.sleeping = True
+                    try:
+                        channel.wake.wait(_idleWait(sink))
+                    finally:
+                        channel.sleeping = False
                 event = queue.popleft() if queue else None
                 if event is not None:
                     channel.inFlight = 1
