@@ -7,11 +7,16 @@ that has stalled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import random
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted_safelog import SafeHandler, SafeObserver
 from twisted_safelog.testing import RecordingObserver
 
-from .helpers import RecordingReporter
+from .helpers import RecordingReporter, waitFor
 
 
 def formatted(form: str, **values: Any) -> LogEvent:
@@ -171,3 +176,50 @@ def test_anEventUnderTheBurstIsNeverHeldBack() -> None:
             observer(formatted("job {n} retrying", n=n))
         heldBack += observer.stats().droppedByReason["repeated"]
     assert heldBack == 0
+
+
+def test_aStalledSinkDoesNotHoldUpAnotherSinksSummary() -> None:
+    """
+    Sink A writes to a pipe nobody reads any more, and its summary falls
+    due: its delivery blocks. Sink B, quiet after a flood of its own, still
+    gets its summary when its interval ends (the summary timer waits for A
+    at most TICK_DEADLINE), and A's summary is written once the pipe is read.
+    """
+    r, w = os.pipe()
+    summaryStarted = threading.Event()
+
+    def writeToPipe(event: LogEvent) -> None:
+        if "log_repeated" in event:
+            summaryStarted.set()
+        os.write(w, (formatEvent(event) + "\n").encode())
+
+    a = SafeObserver(writeToPipe, repeatInterval=0.2, reporter=RecordingReporter())
+    recording = RecordingObserver()
+    b = SafeObserver(recording, repeatInterval=0.2, reporter=RecordingReporter())
+    try:
+        for _ in range(1000):
+            a(formatted("A retrying"))
+        flags = fcntl.fcntl(w, fcntl.F_GETFL)
+        fcntl.fcntl(w, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(w, b"x" * 65536)
+        fcntl.fcntl(w, fcntl.F_SETFL, flags)
+        assert summaryStarted.wait(30)
+        for _ in range(1000):
+            b(formatted("B retrying"))
+        held = b.stats().droppedByReason["repeated"]
+        assert held > 0
+        assert waitFor(lambda: [e.get("log_repeated") for e in recording.events][-1:] == [held])
+    finally:
+        # Read the pipe: A's summary is written, its helper thread ends.
+        os.set_blocking(r, False)
+        written = b""
+        deadline = time.monotonic() + 30
+        while b"repeated" not in written and time.monotonic() < deadline:
+            with contextlib.suppress(BlockingIOError):
+                written = (written + os.read(r, 1 << 20))[-4096:]
+            time.sleep(0.01)
+        os.close(r)
+        os.close(w)
+    assert b"times: A retrying" in written

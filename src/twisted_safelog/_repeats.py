@@ -342,6 +342,15 @@ class RepeatFilter(Generic[T]):
             self._summarise(due, now)
         return left if watching else None
 
+    def dueIn(self) -> float | None:
+        """
+        Seconds until the summaries may be due (zero or less: now), for the
+        summary timer; L{None} if nothing is held back or watched any more.
+        """
+        if not self._repeating:
+            return None
+        return self._sliceEnd - self.clock.seconds()
+
     def flush(self) -> None:
         """
         Deliver the summaries due now (held-back copies since the last

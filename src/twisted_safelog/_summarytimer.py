@@ -13,7 +13,10 @@ While a Twisted reactor runs, a summary is handed to it
 (C{callFromThread}), to be delivered on the reactor thread where the
 sink's other events come from; otherwise the thread delivers it itself.
 Either way no caller ever waits for it; and each wait of the thread has a
-deadline (the next interval's end).
+deadline (the next interval's end). A summary due is delivered by a helper
+thread the timer waits for at most L{TICK_DEADLINE} seconds: a sink that
+has stalled (a pipe nobody reads) holds up its own summaries, never the
+other sinks', and is not ticked again until its delivery returns.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from typing import Any, Protocol
 
 from ._fork import childKeepsPending, registerForFork
 
-__all__ = ["ITimed", "SummaryTimer", "summaryTimer"]
+__all__ = ["TICK_DEADLINE", "ITimed", "SummaryTimer", "summaryTimer"]
 
 #: The shortest and longest waits between two ticks, in seconds.
 _SHORTEST = 0.01
 _LONGEST = 1.0
+#: How long the timer waits for one filter's summaries to be delivered
+#: before it goes on without them (their sink has stalled).
+TICK_DEADLINE = 0.5
 
 
 class ITimed(Protocol):
@@ -44,6 +50,13 @@ class ITimed(Protocol):
         Deliver the summaries due now; return how many seconds until the
         next may be due, or L{None} if nothing is held back or watched any
         more (it leaves the timer until it is scheduled again).
+        """
+
+    def dueIn(self) -> float | None:
+        """
+        Seconds until its next summaries may be due (zero or less: now), or
+        L{None} if nothing is held back or watched any more. Never delivers,
+        never waits.
         """
 
 
@@ -64,6 +77,9 @@ class SummaryTimer:
         self._paused = False
         # Filters handed to the reactor and not yet ticked there.
         self._handed: weakref.WeakSet[ITimed] = weakref.WeakSet()
+        # Filters whose tick has not returned within TICK_DEADLINE (a
+        # helper thread is still delivering into their stalled sink).
+        self._stalled: weakref.WeakSet[ITimed] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"<SummaryTimer timed={len(self._timed)} running={self.running}>"
@@ -120,7 +136,7 @@ class SummaryTimer:
                     if reactor is not None and each.useReactor:
                         following = self._handToReactor(reactor, each)
                     else:
-                        following = each.tick()
+                        following = self._tickWithDeadline(each)
                 except Exception:
                     following = None
                 if following is None:
@@ -130,6 +146,51 @@ class SummaryTimer:
                     wait = min(wait, max(following, _SHORTEST))
                 del each
             del timed
+
+    def _tickWithDeadline(self, timed: ITimed) -> float | None:
+        """
+        Tick C{timed} if its summaries are due, on a helper thread waited for
+        at most L{TICK_DEADLINE} seconds (the sink may block); one whose last
+        tick has not returned is left alone until it does.
+        """
+        following = timed.dueIn()
+        if following is None or following > 0:
+            return following
+        with self._lock:
+            if timed in self._stalled:
+                return _LONGEST
+            self._stalled.add(timed)
+        reference = weakref.ref(timed)
+        result: list[float | None] = []
+        done = threading.Event()
+
+        def tickThere() -> None:
+            alive = reference()
+            try:
+                if alive is not None:
+                    result.append(alive.tick())
+            except Exception:
+                pass
+            finally:
+                if alive is not None:
+                    with self._lock:
+                        self._stalled.discard(alive)
+                del alive
+                done.set()
+
+        helper = threading.Thread(
+            target=tickThere, name="twisted-safelog repeat summary", daemon=True
+        )
+        try:
+            helper.start()
+        except Exception:
+            # No thread to be had (interpreter exit): tick here.
+            with self._lock:
+                self._stalled.discard(timed)
+            return timed.tick()
+        if not done.wait(TICK_DEADLINE):
+            return _LONGEST
+        return result[0] if result else None
 
     def _handToReactor(self, reactor: Any, timed: ITimed) -> float:
         """
