@@ -162,6 +162,51 @@ def slowSink(side: str, tmp: str) -> Call:
     return call
 
 
+def repeatCheck(side: str, tmp: str) -> Call:
+    """
+    What identical-event suppression adds to a healthy sink's events, all
+    distinct (an access log at full speed): SafeObserver around a no-op,
+    suppression off ("plain") and on ("hardened", its interval stretched as
+    the run is slowed: see L{SLOW}).
+    """
+    from cases import makeEvent
+
+    from twisted_safelog import SafeObserver
+
+    settings: dict[str, Any] = {"repeatBurst": 0} if side == "plain" else SLOW
+    observer = SafeObserver(_noop, **settings)
+    events = [makeEvent(n) for n in range(40_000)]
+
+    def call(n: int) -> None:
+        observer(events[n % 40_000])
+
+    return call
+
+
+def nonBlockingRepeatCheck(side: str, tmp: str) -> Call:
+    """
+    The same on NonBlockingObserver's caller side, where suppression
+    happens before the queue (its sink never returns during the run).
+    """
+    from cases import makeEvent
+
+    from twisted_safelog import NonBlockingObserver, SafeObserver
+
+    gate = threading.Event()
+
+    def stuck(event: Any) -> None:
+        gate.wait()
+
+    settings: dict[str, Any] = {"repeatBurst": 0} if side == "plain" else SLOW
+    observer = NonBlockingObserver(SafeObserver(stuck, **settings), maxQueue=1_000_000)
+    events = [makeEvent(n) for n in range(40_000)]
+
+    def call(n: int) -> None:
+        observer(events[n % 40_000])
+
+    return call
+
+
 CASES: dict[str, Callable[[str, str], Call]] = {
     "wrapper-cost": wrapperCost,
     "text-observer": textObserver,
@@ -169,6 +214,8 @@ CASES: dict[str, Callable[[str, str], Call]] = {
     "bridge-with-raising": bridgeWithRaising,
     "file-sink": fileSink,
     "slow-sink": slowSink,
+    "repeat-check": repeatCheck,
+    "nonblocking-repeat-check": nonBlockingRepeatCheck,
 }
 
 

@@ -67,6 +67,10 @@ DELIVER, SUPPRESS, MARKED, ECHO = 0, 1, 2, 3
 
 #: Samples taken per interval while a sink is above its burst allowance.
 _SAMPLES = 64
+#: Samples taken at each stride in the first interval (the stride doubles
+#: after them: a busy stream of distinct lines pays for a few hundred
+#: samples, once).
+_FIRST_SAMPLES = 16
 #: Distinct samples remembered per interval (the table is cleared when full).
 _MAX_SAMPLES = 4 * _SAMPLES
 #: Repeating events followed at once per sink; more are not suppressed.
@@ -211,9 +215,8 @@ class RepeatFilter(Generic[T]):
         self._sliceStart = 0
         # Items between two samples once an interval has had the allowance
         # (before, one sample per step). In the first interval (no rate
-        # known yet) a sixteenth of the burst, doubled after every _SAMPLES
-        # samples (a busy stream of distinct lines pays for a few hundred
-        # samples, once); then set by the last interval's rate.
+        # known yet) a sixteenth of the burst, doubled after every
+        # _FIRST_SAMPLES samples; then set by the last interval's rate.
         self._stride = max(1, burst // 16)
         self._measured = False
         # Samples taken this interval, and the item count at the last one.
@@ -522,7 +525,7 @@ class RepeatFilter(Generic[T]):
         counts[1] += min(weight, self._step)
         seen, copies = counts
         self._taken = taken = self._taken + 1
-        if not self._measured and taken % _SAMPLES == 0:
+        if not self._measured and taken % _FIRST_SAMPLES == 0:
             self._stride = min(self._stride * 2, _MAX_STRIDE)
         # Its copies this interval so far, estimated from the samples that
         # were this event, each standing for the items since the one before
