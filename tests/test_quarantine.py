@@ -8,6 +8,7 @@ state change or on close.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from types import TracebackType
 
 from twisted.internet.task import Clock
@@ -183,3 +184,124 @@ def test_recoveredSinkIsCalledForEveryEventAgain() -> None:
     stats = safe.stats()
     assert (stats.received, stats.delivered, stats.failed) == (1000, 999, 1)
     assert stats.balanced, stats
+
+
+class SnapshotWhileTakingOut(deque):  # type: ignore[type-arg]
+    """
+    A replay buffer that takes a snapshot of its sink's stats right after
+    an item has left it (as another thread may while replay takes it out).
+    """
+
+    safe: SafeObserver | None = None
+    snapshots: list[int]
+
+    def popleft(self) -> object:
+        item = super().popleft()
+        if self.safe is not None:
+            self.snapshots.append(self.safe.stats().droppedByReason["overflow"])
+        return item
+
+
+def test_aSnapshotDuringReplayDoesNotCountTheReplayedItemAsDropped() -> None:
+    """
+    A snapshot taken while replay takes an item out of the buffer does not
+    count that item as dropped: overflow is exported as a counter, and a
+    count that went up and back down reads as a reset to a metrics system.
+    """
+    clock = Clock()
+    reporter = RecordingReporter()
+    sink = FlakyObserver([True])
+    safe = SafeObserver(
+        sink, clock=clock, reporter=reporter, failureThreshold=1, resetTimeout=10.0, bufferSize=10
+    )
+    buffer = SnapshotWhileTakingOut(maxlen=10)
+    buffer.snapshots = []
+    safe._buffer = buffer
+    for n in range(4):
+        safe(event(n))
+    assert safe.stats().state == BreakerState.open
+    buffer.safe = safe
+    clock.advance(10)
+    safe(event(4))
+    assert buffer.snapshots == [0, 0, 0, 0]
+    assert [e["n"] for e in sink.events] == [1, 2, 3, 4]
+    stats = safe.stats()
+    assert stats.droppedByReason["overflow"] == 0
+    assert (stats.delivered, stats.failed, stats.buffered) == (4, 1, 0)
+    assert reporter.drops == []
+
+
+def test_overflowNeverGoesDownWhileEightThreadsLogIntoAFlappingSink() -> None:
+    """
+    Eight threads log into a sink that fails and recovers again and again
+    (quarantined, probed, replayed, quarantined again) while another thread
+    reads stats() and another drains: the overflow count never goes down
+    and never below zero, and in the end every event is accounted for,
+    every delivery the sink saw is counted once, and the drop reports add
+    up to the counts.
+    """
+    failing = [True]
+    seen: list[tuple[int, int]] = []
+
+    def sink(e: dict[str, object]) -> None:
+        if failing[0]:
+            raise OSError(5, "flapping")
+        seen.append(e["n"])  # type: ignore[arg-type]
+
+    reporter = RecordingReporter()
+    safe = SafeObserver(
+        sink,
+        reporter=reporter,
+        failureThreshold=3,
+        resetTimeout=0.002,
+        maxResetTimeout=0.005,
+        bufferSize=20,
+        repeatBurst=0,
+    )
+    threads, perThread = 8, 3000
+    done = threading.Event()
+    problems: list[str] = []
+
+    def log(t: int) -> None:
+        for k in range(perThread):
+            safe(event((t, k)))  # type: ignore[arg-type]
+
+    def flap() -> None:
+        while not done.wait(0.003):
+            failing[0] = not failing[0]
+
+    def watch() -> None:
+        shown = 0
+        while not done.is_set():
+            overflow = safe.stats().droppedByReason["overflow"]
+            if overflow < shown or overflow < 0:
+                problems.append(f"overflow went from {shown} to {overflow}")
+            shown = max(shown, overflow)
+
+    def drain() -> None:
+        while not done.wait(0.001):
+            safe.drain()
+
+    loggers = [threading.Thread(target=log, args=(t,)) for t in range(threads)]
+    helpers = [threading.Thread(target=f) for f in (flap, watch, drain)]
+    for thread in helpers + loggers:
+        thread.start()
+    for thread in loggers:
+        thread.join(120)
+    done.set()
+    for thread in helpers:
+        thread.join(10)
+    assert not any(t.is_alive() for t in loggers + helpers)
+    failing[0] = False
+    safe.close()
+    stats = safe.stats()
+    assert problems == []
+    assert stats.received == threads * perThread
+    assert stats.delivered == len(seen) == len(set(seen))
+    assert stats.buffered == 0
+    assert stats.balanced, stats
+    reported: dict[str, int] = {}
+    for _name, reason, count in reporter.drops:
+        reported[reason] = reported.get(reason, 0) + count
+    counted = {reason: n for reason, n in stats.droppedByReason.items() if n}
+    assert reported == counted

@@ -8,6 +8,7 @@ for one counter each; L{SinkStats} is derived from the counts when asked.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sized
 
 from ._stats import Counter, DropReason, Drops, SinkStats
 
@@ -44,6 +45,7 @@ class SinkAccounts:
         "drops",
         "failed",
         "fast",
+        "overflowShown",
         "queued",
         "received",
         "reportLock",
@@ -64,6 +66,8 @@ class SinkAccounts:
         #: Drops already reported, by reason.
         self.reported = dict.fromkeys(_AGGREGATED, 0)
         self.reportLock = threading.RLock()
+        #: The largest overflow count a snapshot has shown.
+        self.overflowShown = 0
 
     def ended(self) -> int:
         """
@@ -76,24 +80,38 @@ class SinkAccounts:
         self,
         name: str,
         state: str,
-        buffered: int,
+        buffer: Sized,
         buffering: bool,
         since: float = 0.0,
         lastError: str | None = None,
         stalledFor: float = 0.0,
     ) -> SinkStats:
         """
-        The counts as a L{SinkStats}; C{buffered} items are in the replay
-        buffer, which exists if C{buffering}. The other arguments are passed
-        on.
+        The counts as a L{SinkStats}; C{buffer} is the replay buffer, which
+        exists if C{buffering}. The other arguments are passed on.
+
+        Taken while events are in flight, the overflow count is never more
+        than the true count and never less than any earlier snapshot's (it
+        is exported as a counter, which must not go down): an item is
+        counted in after it is appended and counted out before it is taken
+        out, the counts in are read before the buffer's length and the
+        count out after it, and the result is kept at least the largest
+        shown so far.
         """
         fast = self.fast.value
         shed = self.shed.value
+        queued = self.queued.value
+        buffered = len(buffer)
+        unqueued = self.unqueued.value
         byReason = self.drops.byReason()
         if buffering:
-            byReason[DropReason.overflow.value] += (
-                shed + self.queued.value - self.unqueued.value - buffered
-            )
+            overflow = shed + queued - unqueued - buffered
+            with self.reportLock:
+                if overflow < self.overflowShown:
+                    overflow = self.overflowShown
+                else:
+                    self.overflowShown = overflow
+            byReason[DropReason.overflow.value] += overflow
         else:
             byReason[DropReason.quarantine.value] += shed
         return SinkStats.fromCounts(

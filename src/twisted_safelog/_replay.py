@@ -213,11 +213,14 @@ class ReplayBuffer(Generic[T]):
                     # Checked again under the lock: close() (or an overflow)
                     # may have emptied the buffer since.
                     if buffer:
+                        # Counted out before it leaves, so that a snapshot
+                        # taken meanwhile never counts it as dropped (see
+                        # SinkAccounts.snapshot).
+                        self._accounts.unqueued.increment()
                         item = buffer.popleft()
                         size = self._sizes.popleft() if self._sizes else 0
                         if size > self._slotBytes and self._bigItems:
                             self._bigItems -= 1
-                        self._accounts.unqueued.increment()
                     else:
                         self._draining = False
                         item = _NOTHING

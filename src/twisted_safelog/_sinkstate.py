@@ -229,12 +229,7 @@ class SinkState(Generic[T]):
         gone = self._guard.forgetOtherThreads()
         buffered = 0
         if not keepPending:
-            buffered = len(self._buffer)
-            self._buffer.clear()
-            self._sizes.clear()
-            self._bigItems = 0
-            for _ in range(buffered):
-                self._accounts.unqueued.increment()
+            buffered = self._emptyBuffer()
         if gone + buffered:
             # Not lost: the parent delivers them. Counted so that this
             # process's accounts balance; not reported, as a healthy
@@ -242,6 +237,24 @@ class SinkState(Generic[T]):
             # line of ours (nor a child that only forks to exec).
             self._drops.add(DropReason.fork, gone + buffered)
         return None
+
+    def _emptyBuffer(self) -> int:
+        """
+        Take the items in the replay buffer out, each counted out before it
+        leaves (not a C{clear()}: an item appended without the lock after
+        the length was read would go uncounted); returns how many. Items
+        appended meanwhile may stay, counted as buffered. Called with the
+        lock held.
+        """
+        buffer = self._buffer
+        unqueued = self._accounts.unqueued.increment
+        taken = len(buffer)
+        for _ in range(taken):
+            unqueued()
+            buffer.popleft()
+        self._sizes.clear()
+        self._bigItems = 0
+        return taken
 
     def _checkStall(self, now: float) -> None:
         """
@@ -271,7 +284,7 @@ class SinkState(Generic[T]):
         return self._accounts.snapshot(
             self.name,
             self.breaker.state,
-            len(self._buffer),
+            self._buffer,
             self.bufferSize > 0,
             since=self._since,
             lastError=self._lastError,
@@ -285,12 +298,7 @@ class SinkState(Generic[T]):
         """
         self.drain()
         with self._lock:
-            remaining = len(self._buffer)
-            self._buffer.clear()
-            self._sizes.clear()
-            self._bigItems = 0
-            for _ in range(remaining):
-                self._accounts.unqueued.increment()
+            remaining = self._emptyBuffer()
             self._drops.add(DropReason.shutdown, remaining)
         self._reportDrops()
         watchdog.unwatch(self)
