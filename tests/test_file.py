@@ -6,6 +6,7 @@ directory, an unprivileged process, a rename that fails.
 from __future__ import annotations
 
 import errno
+import gzip
 import io
 import json
 import os
@@ -39,7 +40,11 @@ def numbers(*paths: Path) -> list[int]:
     found: list[int] = []
     for path in paths:
         if path.exists():
-            found.extend(int(n) for n in NUMBER.findall(path.read_text()))
+            if path.suffix == ".gz":
+                text = gzip.decompress(path.read_bytes()).decode()
+            else:
+                text = path.read_text()
+            found.extend(int(n) for n in NUMBER.findall(text))
     return found
 
 
@@ -460,17 +465,22 @@ def test_eaccesInAnUnprivilegedProcess() -> None:
 # -- real logrotate -------------------------------------------------------------------
 
 
-def runLogrotate(tmp: Path, path: Path, mode: str, events: int, rotations: int) -> dict[str, int]:
+def runLogrotate(
+    tmp: Path, path: Path, mode: str, events: int, rotations: int, options: str = "nocompress"
+) -> dict[str, int]:
     """
     Write C{events} numbered events from a thread while logrotate rotates
-    the file C{rotations} times in C{mode} ("create" or "copytruncate").
+    the file C{rotations} times in C{mode} ("create" or "copytruncate"),
+    with C{options} (more logrotate directives, one per line).
     Returns the counts: found, lost, lostRuns (maximal runs of consecutive
     lost numbers), duplicated, writtenToOldInode, rotatedFiles, rotations
     (logrotate runs), delivered and failed (the sink's own counters).
     """
     logrotate = requireTool("logrotate")
     conf = tmp / "logrotate.conf"
-    conf.write_text(f"{path} {{\n    {mode}\n    rotate 1000\n    missingok\n    nocompress\n}}\n")
+    directives = [mode, "rotate 1000", "missingok", *options.split("\n")]
+    lines = "".join(f"    {line}\n" for line in directives)
+    conf.write_text(f"{path} {{\n{lines}}}\n")
     observer = safeFileLogObserver(path, rotateLength=None, reporter=RecordingReporter())
     writer = observer.writer
     oldInode = [0]
@@ -498,7 +508,12 @@ def runLogrotate(tmp: Path, path: Path, mode: str, events: int, rotations: int) 
     for _ in range(rotations):
         if done.is_set() or time.monotonic() > deadline:
             break
-        subprocess.run([logrotate, "-f", "-s", str(state), str(conf)], check=True, timeout=30)
+        subprocess.run(
+            [logrotate, "-f", "-s", str(state), str(conf)],
+            check=True,
+            timeout=30,
+            stderr=subprocess.DEVNULL,  # gzip: "file size changed while zipping"
+        )
         ran += 1
         time.sleep(0.05)
     thread.join(60)
@@ -534,6 +549,30 @@ def test_logrotateCreateModeLosesNothing(tmp_path: Path) -> None:
     # DEFAULT_CHECK_INTERVAL seconds) events land in the just-rotated file:
     # not lost, they are in that file. Written after the check, none.
     assert counts["writtenToOldInode"] <= counts["rotatedFiles"] * counts["checkEvery"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the path is checked every DEFAULT_CHECK_EVERY writes or DEFAULT_CHECK_INTERVAL "
+    "seconds: events written to the rotated file meanwhile are lost once logrotate has "
+    "compressed and removed it (about 4,000 of 20,000 over 8 rotations; 0 to 1 with "
+    "checkEvery=1, the check before every write it replaced); counted only as an upper "
+    "bound in writtenToDeletedFile, and stats() calls them delivered",
+)
+def test_logrotateCreateModeWithCompressLosesNothing(tmp_path: Path) -> None:
+    """
+    create with compress and no delaycompress (a common configuration):
+    logrotate moves the file away, creates a new one and at once compresses
+    the one it moved and removes it. Nothing written may be lost.
+    """
+    counts = runLogrotate(
+        tmp_path, tmp_path / "app.log", "create", events=20_000, rotations=8, options="compress"
+    )
+    print("logrotate create compress:", counts)
+    assert counts["rotatedFiles"] >= 3, counts
+    assert (counts["delivered"], counts["failed"]) == (20_000, 0), counts
+    assert counts["duplicated"] == 0, counts
+    assert counts["lost"] == 0, counts
 
 
 def test_logrotateCopytruncateHasAnInherentRace(tmp_path: Path) -> None:
