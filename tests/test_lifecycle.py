@@ -839,3 +839,115 @@ def test_aMultiprocessingChildDeliversItsLastLinesBeforeItEnds(tmp_path: Path) -
     assert found["stuck"]["exitcode"] == 0, found
     assert found["stuck"]["took"] < 20, found
     assert "199 queued events could not be delivered within 1s" in stderr, stderr
+
+
+def test_forkWhileEightThreadsLogIntoAFlappingSinkLeavesTheChildBalanced() -> None:
+    """
+    A real fork while eight threads log into a sink that keeps failing and
+    recovering (quarantined, probed, replayed): the threads that are gone
+    in the child had events half counted (received, their outcome not yet;
+    appended to the buffer, their count not yet). Each child's accounts
+    balance after its own logging and close().
+    """
+    result = runScript(
+        """
+        failing = [True]
+        def sink(e):
+            if failing[0]:
+                raise OSError(5, "flapping")
+        class Reporter_:
+            drops = []
+            def stateChanged(self, *a): pass
+            def failure(self, *a): pass
+            def dropped(self, sink, reason, count): self.drops.append((reason, count))
+            def note(self, line): pass
+            def flush(self): pass
+        reporter = Reporter_()
+        safe = SafeObserver(sink, reporter=reporter, failureThreshold=3,
+                            resetTimeout=0.002, maxResetTimeout=0.005,
+                            bufferSize=30, repeatBurst=0)
+        stop = threading.Event()
+        def log(t):
+            k = 0
+            while not stop.is_set():
+                safe(ev(k))
+                k += 1
+        def flap():
+            while not stop.wait(0.003):
+                failing[0] = not failing[0]
+        def watch():
+            while not stop.is_set():
+                safe.stats()
+        threads = [threading.Thread(target=log, args=(t,), daemon=True) for t in range(8)]
+        threads += [threading.Thread(target=f, daemon=True) for f in (flap, watch)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        def child():
+            reporter.drops = []
+            failing[0] = False
+            for k in range(200):
+                safe(ev(k))
+            safe.close()
+            s = safe.stats()
+            return {"balanced": s.balanced, "summary": s.summary(), "buffered": s.buffered}
+        children = []
+        for _ in range(12):
+            children.append(inChild(child))
+            time.sleep(0.03)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        print(json.dumps({"children": children}))
+        """,
+        timeout=120,
+    )
+    children = result["children"]
+    assert len(children) == 12  # type: ignore[arg-type]
+    unbalanced = [c for c in children if not c["balanced"]]  # type: ignore[index,union-attr]
+    assert unbalanced == []
+
+
+def test_aReportLockHeldAtTheForkDoesNotHangTheChild() -> None:
+    """
+    A thread of the parent was reading a sink's stats (which holds its
+    accounts' report lock) when another forked: in the child, where that
+    thread is gone, stats(), logging and close() still return.
+    """
+    result = runScript(
+        """
+        import signal
+        safe = SafeObserver(RecordingObserver())
+        held, release = threading.Event(), threading.Event()
+        def hold():
+            with safe._accounts.reportLock:
+                held.set()
+                release.wait(30)
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        assert held.wait(30)
+        import select
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            safe(ev(1))
+            safe.close()
+            s = safe.stats()
+            os.write(w, json.dumps({"delivered": s.delivered, "balanced": s.balanced}).encode())
+            os._exit(0)
+        os.close(w)
+        # A hung child (in the fork handlers, even) is killed, not left behind.
+        if select.select([r], [], [], 30)[0]:
+            out = json.loads(os.read(r, 65536))
+        else:
+            os.kill(pid, signal.SIGKILL)
+            out = {"hung": True}
+        os.waitpid(pid, 0)
+        release.set()
+        holder.join(10)
+        print(json.dumps(out))
+        """,
+        timeout=60,
+    )
+    assert result == {"delivered": 1, "balanced": True}

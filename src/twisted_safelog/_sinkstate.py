@@ -215,6 +215,8 @@ class SinkState(Generic[T]):
         buffer, belong to the parent: counted here as dropped (C{"fork"}).
         """
         self._lock = threading.RLock()
+        # Held by a thread that is gone, it would hang stats() for ever.
+        self._accounts.reportLock = threading.RLock()
         self._draining = False
         # The breaker may have given back a probe in flight on a thread that
         # is gone: let the next event ask it.
@@ -230,13 +232,41 @@ class SinkState(Generic[T]):
         buffered = 0
         if not keepPending:
             buffered = self._emptyBuffer()
-        if gone + buffered:
-            # Not lost: the parent delivers them. Counted so that this
-            # process's accounts balance; not reported, as a healthy
-            # application that forks while a thread logs must not see a
-            # line of ours (nor a child that only forks to exec).
-            self._drops.add(DropReason.fork, gone + buffered)
+        # Not lost: the parent delivers them. Counted so that this
+        # process's accounts balance; not reported, as a healthy
+        # application that forks while a thread logs must not see a line
+        # of ours (nor a child that only forks to exec).
+        self._drops.add(DropReason.fork, gone + buffered)
+        self._drops.add(DropReason.fork, self._settleCountsAfterFork(me))
         return None
+
+    def _settleCountsAfterFork(self, me: int) -> int:
+        """
+        The events other threads had half counted when the process forked
+        (counted as received, their outcome not yet; or appended to the
+        buffer, their count not yet) will never be counted the rest of the
+        way here: complete their counts so that this process's accounts
+        balance. Returns how many were received and left without an outcome
+        (dropped: C{"fork"}, by the caller).
+        """
+        accounts = self._accounts
+        # A snapshot of the parent's shown nothing here: this is a new
+        # process, whose counters start from what it inherited.
+        accounts.overflowShown = 0
+        if self.bufferSize:
+            appended = len(self._buffer) - (
+                accounts.shed.value + accounts.queued.value - accounts.unqueued.value
+            )
+            for _ in range(max(appended, 0)):
+                accounts.queued.increment()
+        stats = self.stats()
+        pending = stats.received - (stats.delivered + stats.failed + stats.dropped + stats.buffered)
+        # This thread's own delivery on the slow path, if it forked from
+        # inside one, is counted when it returns.
+        pending -= 1 if me in self._slowActive else 0
+        for _ in range(max(-pending, 0)):
+            self._countReceived()
+        return max(pending, 0)
 
     def _emptyBuffer(self) -> int:
         """
