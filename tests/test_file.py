@@ -466,12 +466,20 @@ def test_eaccesInAnUnprivilegedProcess() -> None:
 
 
 def runLogrotate(
-    tmp: Path, path: Path, mode: str, events: int, rotations: int, options: str = "nocompress"
+    tmp: Path,
+    path: Path,
+    mode: str,
+    events: int,
+    rotations: int,
+    options: str = "nocompress",
+    settle: bool = False,
 ) -> dict[str, int]:
     """
     Write C{events} numbered events from a thread while logrotate rotates
     the file C{rotations} times in C{mode} ("create" or "copytruncate"),
-    with C{options} (more logrotate directives, one per line).
+    with C{options} (more logrotate directives, one per line); if
+    C{settle}, one more event (numbered C{events}) once the path is due
+    for a check, as an application that goes on logging writes.
     Returns the counts: found, lost, lostRuns (maximal runs of consecutive
     lost numbers), duplicated, writtenToOldInode, rotatedFiles, rotations
     (logrotate runs), delivered and failed (the sink's own counters).
@@ -481,7 +489,8 @@ def runLogrotate(
     directives = [mode, "rotate 1000", "missingok", *options.split("\n")]
     lines = "".join(f"    {line}\n" for line in directives)
     conf.write_text(f"{path} {{\n{lines}}}\n")
-    observer = safeFileLogObserver(path, rotateLength=None, reporter=RecordingReporter())
+    reporter = RecordingReporter()
+    observer = safeFileLogObserver(path, rotateLength=None, reporter=reporter)
     writer = observer.writer
     oldInode = [0]
     done = threading.Event()
@@ -518,6 +527,9 @@ def runLogrotate(
         time.sleep(0.05)
     thread.join(60)
     assert not thread.is_alive()
+    if settle:
+        time.sleep(writer.checkInterval * 2)
+        observer(event(events))
     found = numbers(*sorted(tmp.glob(path.name + "*")))
     unique = set(found)
     missing = sorted(set(range(events)) - unique)
@@ -535,6 +547,8 @@ def runLogrotate(
         "writtenToOldInode": oldInode[0],
         "rotatedFiles": len(list(tmp.glob(path.name + ".*"))),
         "checkEvery": writer.checkEvery,
+        "writtenToDeletedFile": writer.writtenToDeletedFile,
+        "deletedNotes": sum("was deleted" in note for note in reporter.notes),
     }
 
 
@@ -557,7 +571,8 @@ def test_logrotateCreateModeLosesNothing(tmp_path: Path) -> None:
     "seconds: events written to the rotated file meanwhile are lost once logrotate has "
     "compressed and removed it (about 4,000 of 20,000 over 8 rotations; 0 to 1 with "
     "checkEvery=1, the check before every write it replaced); counted only as an upper "
-    "bound in writtenToDeletedFile, and stats() calls them delivered",
+    "bound in writtenToDeletedFile, and stats() calls them delivered (README: use "
+    "delaycompress, or a postrotate that sends SIGUSR1 / calls reopen())",
 )
 def test_logrotateCreateModeWithCompressLosesNothing(tmp_path: Path) -> None:
     """
@@ -573,6 +588,30 @@ def test_logrotateCreateModeWithCompressLosesNothing(tmp_path: Path) -> None:
     assert (counts["delivered"], counts["failed"]) == (20_000, 0), counts
     assert counts["duplicated"] == 0, counts
     assert counts["lost"] == 0, counts
+
+
+def test_logrotateCreateModeWithCompressCountsAndReportsWhatItLoses(tmp_path: Path) -> None:
+    """
+    Until the pinned gap above is closed, what goes to a rotated file that
+    logrotate then compresses and removes is at least counted
+    (C{writtenToDeletedFile}, an upper bound) and reported, at the next
+    check of the path (the README's remedy: C{delaycompress}, or a
+    C{postrotate} that reopens).
+    """
+    counts = runLogrotate(
+        tmp_path,
+        tmp_path / "app.log",
+        "create",
+        events=20_000,
+        rotations=8,
+        options="compress",
+        settle=True,
+    )
+    print("logrotate create compress:", counts)
+    assert counts["rotatedFiles"] >= 3, counts
+    assert counts["lost"] <= counts["writtenToDeletedFile"], counts
+    assert counts["deletedNotes"] >= 1 or counts["lost"] == 0, counts
+    assert counts["duplicated"] == 0, counts
 
 
 def test_logrotateCopytruncateHasAnInherentRace(tmp_path: Path) -> None:
