@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, LogLevel, formatEvent
 
-from twisted_safelog import SafeHandler, SafeObserver
+from twisted_safelog import NonBlockingObserver, SafeHandler, SafeObserver
 from twisted_safelog.testing import RecordingObserver
 
 from .helpers import RecordingReporter, waitFor
@@ -223,3 +224,27 @@ def test_aStalledSinkDoesNotHoldUpAnotherSinksSummary() -> None:
         os.close(r)
         os.close(w)
     assert b"times: A retrying" in written
+
+
+@pytest.mark.parametrize("kind", ["observer", "nonblocking"])
+def test_aSinkLetGoDuringAFloodReportsWhatItHeldBack(kind: str) -> None:
+    """
+    The application lets a sink go while copies of a flood are held back
+    (their summary not yet due): the sink is freed at once, and the count
+    of those copies, which no summary will ever say, is reported out of
+    band.
+    """
+    reporter = RecordingReporter()
+    sink: Any = SafeObserver(RecordingObserver(), reporter=reporter, repeatInterval=30.0)
+    if kind == "nonblocking":
+        sink = NonBlockingObserver(sink, reporter=reporter)
+    name = sink.name
+    for _ in range(2000):
+        sink(formatted("upstream refused; retrying"))
+    held = sink.stats().droppedByReason["repeated"]
+    assert held > 0
+    assert not [n for _, why, n in reporter.drops if why == "repeated"]
+    gone = weakref.ref(sink)
+    del sink
+    assert waitFor(lambda: gone() is None)
+    assert waitFor(lambda: (name, "repeated", held) in reporter.drops)

@@ -226,6 +226,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # sink holds its filter, and a sink nobody references must be freed
         # at once (and leave status()), not when the cycle collector runs.
         me = weakref.proxy(self)
+        reporter, name = self.reporter, self.name
         self.repeats: RepeatFilter[T] = RepeatFilter(
             policy.repeatBurst if identity is not None else 0,
             policy.repeatInterval,
@@ -236,6 +237,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
             drop=lambda n: me._countRepeated(n),
             report=lambda line: me._report(me.reporter.note, line),
             dropped=lambda n: me._report(me.reporter.dropped, me.name, "repeated", n),
+            whenGone=lambda n: reporter.dropped(name, "repeated", n),
             # The events that took a cheap path: healthy, or shed.
             position=lambda: accounts.fast.value + accounts.shed.value,
             setGate=lambda gate: me._gateMoved(gate),

@@ -85,6 +85,7 @@ class PreQueueSuppression:
         me = weakref.proxy(self)
         received = nb._received
         filters: list[RepeatFilter[LogEvent]] = []
+        reporter, name = nb.reporter, nb.name
         self.repeats = repeats = RepeatFilter(
             inner.burst,
             inner.interval,
@@ -95,6 +96,7 @@ class PreQueueSuppression:
             drop=lambda n: me._drops.add(DropReason.repeated, n),
             report=lambda line: me._note(line),
             dropped=lambda n: me._reportDropped(DropReason.repeated, n),
+            whenGone=lambda n: reporter.dropped(name, DropReason.repeated.value, n),
             # Every received event is counted, looked at or not.
             position=lambda: received.value - filters[0].looked,
             setGate=lambda gate: me._gateMoved(gate),

@@ -139,6 +139,23 @@ class _Repeating:
         self.lastArrival = now
 
 
+def _heldBackWhenGone(
+    repeating: dict[Hashable, dict[Hashable, _Repeating]], whenGone: Callable[[int], object]
+) -> None:
+    """
+    The owner of a filter is gone: report the copies it held back whose
+    summary it can no longer deliver (so that none goes unsaid).
+    """
+    try:
+        count = sum(
+            key.suppressed for bucket in list(repeating.values()) for key in bucket.values()
+        )
+        if count:
+            whenGone(count)
+    except Exception:
+        pass
+
+
 class RepeatFilter(Generic[T]):
     """
     Identical-item suppression for one hardened sink (see the module's
@@ -160,6 +177,9 @@ class RepeatFilter(Generic[T]):
         path so far.
     @param setGate: called with each new L{gate}, for a sink that keeps a
         copy of it (one attribute lookup less on its healthy path).
+    @param whenGone: reports C{n} copies held back and not yet summarised
+        when the owner is freed (the application let the sink go during a
+        flood); it must not refer to the owner.
     """
 
     def __init__(
@@ -176,6 +196,7 @@ class RepeatFilter(Generic[T]):
         position: Callable[[], int],
         setGate: Callable[[int], object] = lambda gate: None,
         clock: IClock | None = None,
+        whenGone: Callable[[int], object] | None = None,
     ) -> None:
         self.burst = burst
         self.interval = interval
@@ -232,6 +253,10 @@ class RepeatFilter(Generic[T]):
         # Items known identical to a repeating one without rendering them.
         self._quick: dict[Hashable, _Repeating] = {}
         self._loopsReported: set[Hashable] = set()
+        if whenGone is not None:
+            gone = weakref.finalize(owner, _heldBackWhenGone, self._repeating, whenGone)
+            # At exit the sinks deliver their summaries themselves.
+            gone.atexit = False
 
     def _afterForkInChild(self, keepPending: bool) -> None:
         # Another thread may have held the lock at the fork: it is gone.
