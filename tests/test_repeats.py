@@ -128,8 +128,10 @@ def test_nextIntervalGetsItsBurstAgain() -> None:
 @pytest.mark.parametrize("quietFirst", [False, True], ids=["at-once", "after-quiet"])
 def test_theFirstIntervalHonoursTheBurst(share: int, quietFirst: bool) -> None:
     """
-    A flood's first interval delivers about C{repeatBurst} copies (not
-    several times that), alone or amid distinct lines, from the sink's
+    A flood's first interval delivers at least C{repeatBurst} copies and at
+    most about twice that (the copies before it was seen repeating are not
+    known, and guessing them held back events under the burst: see
+    test_repeats_edges), alone or amid distinct lines, from the sink's
     first event or after it has been quiet for a while; every distinct line
     is delivered.
     """
@@ -150,7 +152,7 @@ def test_theFirstIntervalHonoursTheBurst(share: int, quietFirst: bool) -> None:
     copies = [e for e in sink.events if e["text"] == "retrying"]
     distinct = [e for e in sink.events if e["text"].startswith("GET")]
     print(f"first interval: {len(copies)} of {sent} copies delivered")
-    assert 75 <= len(copies) <= 125
+    assert 100 <= len(copies) <= 200
     assert len(distinct) == 4000 - sent
     assert observer.stats().droppedByReason["repeated"] == sent - len(copies)
     assertBalanced(observer.stats())

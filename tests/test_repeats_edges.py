@@ -153,15 +153,6 @@ def test_aForkedChildDoesNotSummariseTheParentsCopies(tmp_path: Path, kind: str)
     assert sum(1 for line in lines if line.endswith("] parent")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the copies of an event that went by before it was watched are estimated from a "
-        "sample, and the estimate overshoots: an event logged fewer than repeatBurst times "
-        "in an interval, amid others like it, can still have copies held back (20 texts "
-        "x 80 copies, 5 orders: 233 copies held back; 100 x 80: 1,465)"
-    ),
-)
 def test_anEventUnderTheBurstIsNeverHeldBack() -> None:
     """
     Twenty lines, each logged 80 times within one interval (the default

@@ -18,8 +18,11 @@ events it has delivered, which it keeps anyway, against
 L{RepeatFilter.gate}, which moves in steps of a quarter of C{burst}). Only
 once a sink has had more than C{burst} events in an interval is anything
 looked at, and then only a sample of them (about 64 per interval) until an
-event is seen often enough in the sample; its copies so far are estimated
-from the sample and count against its allowance. Only while such an event
+event is seen often enough in the sample (the sample's estimate of its
+copies so far only decides that it is watched: what counts against its
+allowance is the copies actually seen, so an event under the allowance is
+never held back, and a flood's first interval delivers between C{burst}
+and about twice that). Only while such an event
 repeats is every event compared, and then first by its format, so that
 rendering is needed only for events that share a format with the repeating
 one.
@@ -555,9 +558,10 @@ class RepeatFilter(Generic[T]):
         # Its copies this interval so far, estimated from the samples that
         # were this event, each standing for the items since the one before
         # (at most a step's worth; the samples are spread over the whole
-        # interval, so copies close together are not taken for many): the
-        # copies that went by before it was watched count against its
-        # allowance too.
+        # interval, so copies close together are not taken for many). The
+        # estimate only decides that it is watched; only the copies seen (the
+        # samples) count against its allowance: an estimate that overshoots
+        # would hold back copies of an event under the allowance.
         copies = min(copies, tick - self._sliceStart)
         if (
             seen >= 2
@@ -568,7 +572,7 @@ class RepeatFilter(Generic[T]):
             # enough to reach the allowance: watch every item from now on.
             # (Not one already watched is forgotten to make room: its
             # held-back copies would never be summarised.)
-            key = _Repeating(item, fine, max(copies, seen), now)
+            key = _Repeating(item, fine, seen, now)
             self._repeating.setdefault(coarse, {})[fine] = key
             del self._samples[fine]
             # Its summary is delivered when the interval ends, even if
