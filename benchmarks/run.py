@@ -42,6 +42,7 @@ CASES = {
 }
 #: Rows that cases add besides their own.
 EXTRA_ROWS = {
+    "wrapper-floor": "its floor: a minimal guard (instance call, thread id, set, one count)",
     "seed-incident-bytes": "log bytes per application event, seed incident, 300 events",
     "twistd-healthy-p99": "incident web app under twistd, healthy: p99 latency",
     "twistd-broken": "same app, handler broken: hardened req/s vs plain healthy",
@@ -116,7 +117,7 @@ def _number(value: float | None, unit: str) -> str:
 
 
 #: Cases whose measure is a cost added per event, in microseconds.
-_ADDED_COST = ("wrapper-cost", "repeat-check")
+_ADDED_COST = ("wrapper-cost", "wrapper-floor", "repeat-check")
 
 
 def _measure(row: dict[str, Any]) -> str:
