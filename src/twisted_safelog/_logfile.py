@@ -194,15 +194,25 @@ class LogFileWriter(PathKeeping):
         try:
             with self._lock:
                 try:
-                    fd = self._current()
+                    # _current(), inline: the descriptor, unless a check of
+                    # the path is due.
+                    fd = self._fd
+                    self._unchecked += 1
+                    if (
+                        fd is None
+                        or self._unchecked >= self.checkEvery
+                        or self._clock() >= self._checkAt
+                    ):
+                        fd = self._checkPath()
                     if self._torn:
                         data = b"\n" + data
+                    size = len(data)
                     written = 0
                     try:
                         written = os.write(fd, data)
-                        if written < len(data):
+                        if written < size:
                             view = memoryview(data)
-                            while written < len(data):
+                            while written < size:
                                 more = os.write(fd, view[written:])
                                 if not more:
                                     raise OSError(errno.EIO, "write() wrote nothing")
@@ -211,8 +221,9 @@ class LogFileWriter(PathKeeping):
                         if written:
                             self._rollBack(fd, written)
                         raise
-                    self._torn = False
-                    self._size += len(data)
+                    if self._torn:
+                        self._torn = False
+                    self._size += size
                     if self.rotateLength is not None and self._size >= self.rotateLength:
                         rotationError = self._rotate()
                 except OSError:
