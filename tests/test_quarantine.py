@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any, ClassVar
 
 from twisted.internet.task import Clock
 
@@ -305,3 +307,49 @@ def test_overflowNeverGoesDownWhileEightThreadsLogIntoAFlappingSink() -> None:
         reported[reason] = reported.get(reason, 0) + count
     counted = {reason: n for reason, n in stats.droppedByReason.items() if n}
     assert reported == counted
+
+
+class PreemptedOnTheWayIn(dict):  # type: ignore[type-arg]
+    """
+    An event whose size estimate, taken on its way into the replay buffer,
+    first lets another thread run to the end (as a thread switch there
+    would): C{vars()} reads C{__dict__} of an event that is not a plain dict.
+    """
+
+    other: ClassVar[list[Callable[[], None]]] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__dict__" and PreemptedOnTheWayIn.other:
+            thread = threading.Thread(target=PreemptedOnTheWayIn.other.pop())
+            thread.start()
+            thread.join(30)
+        return super().__getattribute__(name)
+
+
+def test_anEventBufferedAsTheSinkRecoversIsNotLeftBehind() -> None:
+    """
+    An event found quarantined on its way into the buffer while another
+    thread probes the sink, which recovers and replays the buffer: it is
+    replayed too, before the thread's next event, not left in the buffer
+    of a healthy sink (where nothing would replay it until the next failure).
+    """
+    clock = Clock()
+    sink = FlakyObserver([True])
+    safe = SafeObserver(
+        sink, clock=clock, reporter=RecordingReporter(), failureThreshold=1, resetTimeout=10.0
+    )
+    safe(event(0))  # fails: quarantined
+    safe(event(1))  # buffered
+
+    def recovery() -> None:
+        clock.advance(10)
+        safe(event(2))  # the probe: 1 replayed, 2 delivered
+
+    PreemptedOnTheWayIn.other.append(recovery)
+    safe(PreemptedOnTheWayIn(event(3)))
+    assert PreemptedOnTheWayIn.other == [], "the other thread ran on the way in"
+    safe(event(4))
+    assert [e["n"] for e in sink.events] == [1, 2, 3, 4]
+    stats = safe.stats()
+    assert (stats.state, stats.buffered, stats.delivered, stats.failed) == ("closed", 0, 4, 1)
+    assert stats.balanced, stats

@@ -28,6 +28,7 @@ __all__ = ["ReplayBuffer"]
 T = TypeVar("T")
 
 _CLOSED = BreakerState.closed
+_OPEN = BreakerState.open
 
 
 class ReplayBuffer(Generic[T]):
@@ -70,6 +71,8 @@ class ReplayBuffer(Generic[T]):
 
         def _settle(self) -> None: ...
 
+        def _degrade(self) -> None: ...
+
     @property
     def buffered(self) -> int:
         """
@@ -91,6 +94,15 @@ class ReplayBuffer(Generic[T]):
         # flood's copies are then held back instead of filling the buffer).
         if next(self._shedTicks) >= self._shedGate:
             self._repeatsDue()
+        if self.breaker.state is not _OPEN:
+            # The sink was probed (and may have recovered and replayed the
+            # buffer) since this event was found quarantined: a replay that
+            # ended before the append would leave it behind, buffered while
+            # later events are delivered. Replay it now.
+            self._degrade()
+            self.drain()
+            if self.breaker.state is _CLOSED:
+                return
         fallback = self.fallback
         if fallback is not None:
             fallback(event)
