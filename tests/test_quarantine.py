@@ -87,17 +87,16 @@ def test_dropsAreReportedTogetherWithExactCountsAtTheNextStateChange() -> None:
     assert reporter.drops == []
     clock.advance(10)
     safe(event(500))  # the probe (the oldest buffered event) fails
-    assert reporter.drops == [(safe.name, "overflow", 490)]
+    assert reporter.drops == [(safe.name, "overflow", 491)]
     assert [s[1:] for s in reporter.states][-2:] == [("open", "half-open"), ("half-open", "open")]
-    # The failed probe left 9 buffered, and event 500 took its place: the
-    # buffer is full again.
+    # The failed probe left 9 buffered: the first of these fills the buffer.
     for n in range(501, 601):
         safe(event(n))
-    assert reporter.drops == [(safe.name, "overflow", 490)]
+    assert reporter.drops == [(safe.name, "overflow", 491)]
     safe.close()
     assert reporter.drops == [
-        (safe.name, "overflow", 490),
-        (safe.name, "overflow", 100),
+        (safe.name, "overflow", 491),
+        (safe.name, "overflow", 99),
         (safe.name, "shutdown", 10),
     ]
     stats = safe.stats()
@@ -128,12 +127,7 @@ def test_fallbackStillGetsEveryQuarantinedEvent() -> None:
     assert [e["n"] for e in fallback.events] == [-1, *range(50)]
 
 
-def test_aFullBufferKeepsTheOldestAndReplaysThemInOrder() -> None:
-    """
-    A full buffer keeps what it has (the start of the outage) and drops
-    what comes after, counted; at recovery the buffer is replayed, in
-    order, before the event that found it due.
-    """
+def test_bufferKeepsTheNewestAndReplaysThemInOrder() -> None:
     clock = Clock()
     sink = FlakyObserver([True])
     safe = SafeObserver(
@@ -148,10 +142,10 @@ def test_aFullBufferKeepsTheOldestAndReplaysThemInOrder() -> None:
         safe(event(n))
     clock.advance(1)
     safe(event(100))
-    assert [e["n"] for e in sink.events] == [1, 2, 3, 4, 100]
+    assert [e["n"] for e in sink.events] == [97, 98, 99, 100]
     stats = safe.stats()
-    assert (stats.received, stats.delivered, stats.failed) == (101, 5, 1)
-    assert stats.droppedByReason["overflow"] == 95
+    assert (stats.received, stats.delivered, stats.failed) == (101, 4, 1)
+    assert stats.droppedByReason["overflow"] == 96
     assert stats.balanced, stats
 
 

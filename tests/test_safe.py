@@ -243,7 +243,7 @@ def test_failedProbeKeepsTheRestBufferedAndBacksOff() -> None:
     assert (stats.received, stats.delivered, stats.failed) == (5, 3, 2)
 
 
-def test_aFullBufferDropsNewEventsAndCountsThem() -> None:
+def test_overflowDropsTheOldestAndCountsIt() -> None:
     sink = FlakyObserver([True])
     safe, clock, _ = makeSafe(sink, failureThreshold=1, bufferSize=3)
     safe(event(0))
@@ -255,7 +255,7 @@ def test_aFullBufferDropsNewEventsAndCountsThem() -> None:
     assert stats.balanced
     clock.advance(1)
     safe.drain()
-    assert [e["n"] for e in sink.events] == [1, 2, 3]
+    assert [e["n"] for e in sink.events] == [4, 5, 6]
     after = safe.stats()
     assert (after.received, after.delivered, after.failed, after.buffered) == (7, 3, 1, 0)
     assert after.droppedByReason["overflow"] == 3

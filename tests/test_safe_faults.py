@@ -384,8 +384,8 @@ def test_bufferIsBoundedInBytesNotOnlyInEvents() -> None:
     sink.broken = False
     clock.advance(1)
     safe.drain()
-    # The oldest are kept (the rest found the buffer full), in order.
-    assert sink.taken == list(range(stats.failed, stats.failed + stats.buffered))
+    # The newest are kept (oldest dropped first), in order.
+    assert sink.taken == list(range(3000 - stats.buffered, 3000))
 
 
 def test_anEventLargerThanTheWholeBufferIsDroppedAlone() -> None:

@@ -66,8 +66,8 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
        failure of that delivery even if the sink returned.
      - After C{failureThreshold} consecutive failures the sink is quarantined
        (the breaker opens): it is not called, items go to a replay buffer of
-       C{bufferSize} items and C{bufferBytes} bytes (once it is full,
-       further items are dropped, counted) and to C{fallback}. Unless the failure was an C{OSError}
+       C{bufferSize} items and C{bufferBytes} bytes (oldest dropped first,
+       counted) and to C{fallback}. Unless the failure was an C{OSError}
        (the sink's own trouble: a disk, a socket) or error output, the next
        items, up to C{failureThreshold} of them, are tried at once, one at a
        time (early probes): if the failures were the items' fault (poison
@@ -276,8 +276,8 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # benchmarks/run.py): the thread's id, the reentry guard (a set add
         # and discard), one flag checked before and after the call, one
         # counter. A quarantined sink with no probe due and nothing being
-        # delivered pays a clock read and a few checks, and once its buffer
-        # is full one counter (see _shed). Everything else -- this thread
+        # delivered pays a clock read, a few checks, a size estimate and a
+        # counter (see _shed). Everything else -- this thread
         # is already delivering (reentry) or another one is, a probe is
         # due, the sink is replaying, a failure run is under way -- is
         # _slowPath's, and error output seen during the call is
@@ -285,10 +285,6 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         active = self._active
         if active or self._degraded:
             if not active and self.breaker.state is _OPEN and self._seconds() < self._probeAt:
-                if self.fallback is None and len(self._buffer) >= self.bufferSize:
-                    # No room: dropped, and counted as such (see SinkAccounts).
-                    next(self._shedTicks)
-                    return
                 if not self.repeats.due:
                     # Buffered, unless identical events flood in (_shed).
                     self._shed(event)

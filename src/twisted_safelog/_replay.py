@@ -52,6 +52,7 @@ class ReplayBuffer(Generic[T]):
         def _repeatsDue(self) -> None: ...
 
         _drops: Drops
+        _degraded: bool
         _probeAt: float
         bufferSize: int
         bufferBytes: int
@@ -82,18 +83,20 @@ class ReplayBuffer(Generic[T]):
 
     def _shed(self, event: T) -> None:
         """
-        Quarantined with no probe due: the event goes to the buffer if there
-        is room for it (C{_keep}), else it is dropped; one count says which
+        Quarantined with no probe due: the event goes to the buffer
+        (C{_keep}: the oldest items make room for it); one count says so
         (see C{SinkAccounts}), and nothing is reported: drops are reported
         together, with exact counts, at the next state change
-        (C{_reportDrops}). With a full buffer and no fallback, the healthy
-        path's check counts the event itself and does not come here.
+        (C{_reportDrops}).
         """
         self._keep(event)
         # Counted; past the gate, suppression looks at the next events (a
         # flood's copies are then held back instead of filling the buffer).
         if next(self._shedTicks) >= self._shedGate:
-            self._repeatsDue()
+            self.repeats.due = True
+            if not self._degraded:
+                # (Quarantined, it nearly always is already: no lock then.)
+                self._repeatsDue()
         if self.breaker.state is not _OPEN:
             # The sink was probed (and may have recovered and replayed the
             # buffer) since this event was found quarantined: a replay that
@@ -109,38 +112,37 @@ class ReplayBuffer(Generic[T]):
 
     def _keep(self, item: T) -> None:
         """
-        Append C{item} to the replay buffer if there is room for it in
-        C{bufferSize} items and C{bufferBytes} bytes; else it is dropped. A
-        full buffer keeps what it has (the start of the outage, replayed in
-        order) and costs nothing more, not even a size estimate. The
-        caller counts the item as put in either way: what is counted in and
-        neither taken out nor still there is an overflow drop (see
-        C{SinkAccounts}).
+        Append C{item} to the replay buffer, the oldest items dropped to
+        make room for it in C{bufferSize} items and C{bufferBytes} bytes
+        (the buffer keeps the newest: overflow drops the oldest). The caller
+        counts the item as put in: what is counted in and neither taken out
+        nor still there is an overflow drop (see C{SinkAccounts}).
         """
-        buffer = self._buffer
-        if len(buffer) >= self.bufferSize:
-            return
         size = approximateSize(item)
         if size <= self._slotBytes and not self._bigItems:
-            # Room in bytes too: every buffered item is within its share.
-            buffer.append(item)
+            # Within its share of bufferBytes, as every buffered item is:
+            # the deques' maxlen pushes the oldest out, without the lock.
+            self._buffer.append(item)
             self._sizes.append(size)
         else:
             self._bufferItem(item, size)
 
     def _bufferItem(self, item: T, size: int) -> None:
         """
-        Append C{item}, whose estimated size is C{size}, under the lock if
-        it fits in C{bufferSize} items and C{bufferBytes} bytes; an item
-        that does not is dropped.
+        Append C{item}, whose estimated size is C{size}, under the lock,
+        dropping the oldest items until it fits in C{bufferSize} items and
+        C{bufferBytes} bytes; an item larger than C{bufferBytes} on its own
+        is not kept.
         """
-        if size > self.bufferBytes:
+        if not self.bufferSize or size > self.bufferBytes:
             return
         buffer = self._buffer
         sizes = self._sizes
         with self._lock:
-            if len(buffer) >= self.bufferSize or sum(sizes) + size > self.bufferBytes:
-                return
+            total = sum(sizes)
+            while buffer and (len(buffer) >= self.bufferSize or total + size > self.bufferBytes):
+                buffer.popleft()
+                total -= sizes.popleft() if sizes else 0
             buffer.append(item)
             sizes.append(size)
             # Counted again rather than adjusted: an append without the lock
@@ -185,10 +187,6 @@ class ReplayBuffer(Generic[T]):
                 if self.fallback is not None:
                     self.fallback(event)
             return
-        if len(self._buffer) >= self.bufferSize:
-            # Full: replay first if the breaker allows it, to make room (the
-            # event must come after the buffered ones).
-            self.drain()
         self._keep(event)
         self._accounts.queued.increment()
         self.drain()
