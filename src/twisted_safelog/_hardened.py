@@ -284,11 +284,15 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # _afterDelivery's.
         active = self._active
         if active or self._degraded:
-            if not active and self.breaker.state is _OPEN and self._seconds() < self._probeAt:
-                if not self.repeats.due:
-                    # Buffered, unless identical events flood in (_shed).
-                    self._shed(event)
-                    return
+            if (
+                not active
+                and self.breaker.state is _OPEN
+                and self._seconds() < self._probeAt
+                and not self.repeats.due
+            ):
+                # Buffered, unless identical events flood in (_shed).
+                self._shed(event)
+                return
             self._slowPath(event, currentThread())
             return
         tid = currentThread()
