@@ -931,7 +931,11 @@ def runDeferToThreadLoop(burst: int) -> list[str]:
 def test_plainTheDeferToThreadLoopNeverEnds() -> None:
     first, later = runDeferToThreadLoop(0)[0].split()
     print(f"plain deferToThread loop: {first}/s, then {later}/s")
-    assert float(first) + 2 * float(later) > 5000
+    # It reaches the script's cap of 5,000 sink calls (within the first
+    # second on a quiet machine), or on a loaded one is still going after
+    # the first second, far above the handful a second that suppression
+    # settles it to.
+    assert float(first) + 2 * float(later) >= 5000 or float(later) > 50
 
 
 def test_theDeferToThreadLoopIsStoppedByItsMarkAndReported() -> None:

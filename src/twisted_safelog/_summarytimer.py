@@ -7,8 +7,9 @@ the L{RepeatFilter}s that hold copies back.
 The thread runs only while some filter holds copies back or watches a
 repeating event; it holds them weakly (a sink nobody references is freed,
 and its filter leaves the timer with it), ends before every C{os.fork()}
-and starts again after it in both processes (as the stall watchdog does),
-and never starts while the twistd factory waits for twistd to daemonize.
+and starts again after it in both processes, and never starts while the
+twistd factory waits for twistd to daemonize (a L{ProcessThread}, as the
+stall watchdog is).
 While a Twisted reactor runs, a summary is handed to it
 (C{callFromThread}), to be delivered on the reactor thread where the
 sink's other events come from; otherwise the thread delivers it itself.
@@ -21,14 +22,12 @@ other sinks', and is not ticked again until its delivery returns.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._fork import childKeepsPending, registerForFork
+from ._background import ProcessThread
 
 __all__ = ["TICK_DEADLINE", "ITimed", "SummaryTimer", "summaryTimer"]
 
@@ -60,21 +59,15 @@ class ITimed(Protocol):
         """
 
 
-class SummaryTimer:
+class SummaryTimer(ProcessThread[ITimed]):
     """
     The process's one summary thread.
     """
 
-    def __init__(self) -> None:
-        self._timed: weakref.WeakSet[ITimed] = weakref.WeakSet()
-        self._setUp()
-        registerForFork(self)
+    threadName = "twisted-safelog repeat summaries"
 
     def _setUp(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._thread: threading.Thread | None = None
-        self._paused = False
+        super()._setUp()
         # Filters handed to the reactor and not yet ticked there.
         self._handed: weakref.WeakSet[ITimed] = weakref.WeakSet()
         # Filters whose tick has not returned within TICK_DEADLINE (a
@@ -82,70 +75,35 @@ class SummaryTimer:
         self._stalled: weakref.WeakSet[ITimed] = weakref.WeakSet()
 
     def __repr__(self) -> str:
-        return f"<SummaryTimer timed={len(self._timed)} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        return f"<SummaryTimer timed={len(self._members)} running={self.running}>"
 
     def schedule(self, timed: ITimed) -> None:
         """
         Tick C{timed} until it says nothing is due any more. Never raises,
         never waits for a tick.
         """
-        with self._lock:
-            if timed in self._timed:
-                return
-            self._timed.add(timed)
-            self._wake.notify()
-        self._ensureRunning()
+        self._add(timed)
 
-    def _ensureRunning(self) -> None:
-        if childKeepsPending():
-            return
-        with self._lock:
-            if self._thread is not None or self._paused or not self._timed:
-                return
-            thread = threading.Thread(
-                target=self._run, name="twisted-safelog repeat summaries", daemon=True
-            )
-            self._thread = thread
+    def wait(self, members: list[ITimed]) -> float:
+        return _SHORTEST
+
+    def visit(self, members: list[ITimed]) -> float:
+        reactor = _runningReactor()
+        wait = _LONGEST
+        for each in members:
+            following: float | None
             try:
-                thread.start()
-            except Exception:
-                self._thread = None
-
-    def _run(self) -> None:
-        wait = _SHORTEST
-        while True:
-            with self._lock:
-                if not self._timed or self._paused:
-                    self._thread = None
-                    return
-                self._wake.wait(wait)
-                if self._paused:
-                    self._thread = None
-                    return
-                timed = list(self._timed)
-            reactor = _runningReactor()
-            wait = _LONGEST
-            for each in timed:
-                following: float | None
-                try:
-                    if reactor is not None and each.useReactor:
-                        following = self._handToReactor(reactor, each)
-                    else:
-                        following = self._tickWithDeadline(each)
-                except Exception:
-                    following = None
-                if following is None:
-                    with self._lock:
-                        self._timed.discard(each)
+                if reactor is not None and each.useReactor:
+                    following = self._handToReactor(reactor, each)
                 else:
-                    wait = min(wait, max(following, _SHORTEST))
-                del each
-            del timed
+                    following = self._tickWithDeadline(each)
+            except Exception:
+                following = None
+            if following is None:
+                self._discard(each)
+            else:
+                wait = min(wait, max(following, _SHORTEST))
+        return wait
 
     def _tickWithDeadline(self, timed: ITimed) -> float | None:
         """
@@ -215,34 +173,10 @@ class SummaryTimer:
             except Exception:
                 pass
             if following is None:
-                with self._lock:
-                    self._timed.discard(alive)
+                self._discard(alive)
 
         reactor.callFromThread(tickThere)
         return _LONGEST
-
-    def _pauseForFork(self) -> None:
-        """
-        Just before C{os.fork()}: end the thread (see the stall watchdog's
-        twin). Waits at most a second.
-        """
-        with self._lock:
-            self._paused = True
-            thread = self._thread
-            self._wake.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(1.0)
-
-    def _resumeAfterFork(self) -> None:
-        with self._lock:
-            self._paused = False
-        self._ensureRunning()
-
-    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
-        timed = list(self._timed)
-        self._setUp()
-        self._timed = weakref.WeakSet(timed)
-        return self._ensureRunning
 
 
 def _runningReactor() -> Any:
@@ -257,7 +191,4 @@ def _runningReactor() -> Any:
 
 #: The process-wide timer.
 summaryTimer = SummaryTimer()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=summaryTimer._pauseForFork, after_in_parent=summaryTimer._resumeAfterFork
-    )
+summaryTimer.pauseAroundForks()
