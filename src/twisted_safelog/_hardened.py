@@ -116,7 +116,6 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         "_active",
         "_bigItems",
         "_buffer",
-        "_countShed",
         "_degraded",
         "_fastTicks",
         "_probeAt",
@@ -207,7 +206,6 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._accounts = accounts = SinkAccounts()
         self._drops = accounts.drops
         self._fastTicks = accounts.fast.ticks
-        self._countShed = accounts.shed.increment
         self._shedTicks = accounts.shed.ticks
         self._countReceived = accounts.received.increment
         self._countDelivered = accounts.delivered.increment

@@ -45,7 +45,6 @@ class ReplayBuffer(Generic[T]):
         _draining: bool
         _lock: threading.RLock
         _accounts: SinkAccounts
-        _countShed: Callable[[], object]
         _shedTicks: Iterator[int]
         _shedGate: int
 
