@@ -30,6 +30,7 @@ from ._repeats import DELIVER, ECHO, EVENTS, MARKED, Identity, RepeatFilter, del
 from ._replay import ReplayBuffer, _Retry
 from ._report import IReporter, defaultReporter, describe, uniqueName
 from ._sinkstate import SinkState, describeError, weakListener
+from ._sizes import approximateSize
 from ._stall import StallTracker, watchdog
 from ._stats import DropReason
 
@@ -288,8 +289,24 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
                 and self._seconds() < self._probeAt
                 and not self.repeats.due
             ):
-                # Buffered, unless identical events flood in (_shed).
-                self._shed(event)
+                # Shed: _shed, inline (a quarantined sink pays for this on
+                # every event): the event is appended, the oldest making
+                # room for it, and counted; _afterShed only when the count
+                # reaches the suppression gate, a probe has been let
+                # through meanwhile, or there is a fallback.
+                size = approximateSize(event)
+                if size <= self._slotBytes and not self._bigItems:
+                    self._buffer.append(event)
+                    self._sizes.append(size)
+                else:
+                    self._bufferItem(event, size)
+                tick = next(self._shedTicks)
+                if (
+                    tick >= self._shedGate
+                    or self.breaker.state is not _OPEN
+                    or self.fallback is not None
+                ):
+                    self._afterShed(event, tick)
                 return
             self._slowPath(event, currentThread())
             return

@@ -86,12 +86,21 @@ class ReplayBuffer(Generic[T]):
         (C{_keep}: the oldest items make room for it); one count says so
         (see C{SinkAccounts}), and nothing is reported: drops are reported
         together, with exact counts, at the next state change
-        (C{_reportDrops}).
+        (C{_reportDrops}). L{HardenedSink.__call__} does the same inline.
         """
         self._keep(event)
-        # Counted; past the gate, suppression looks at the next events (a
-        # flood's copies are then held back instead of filling the buffer).
-        if next(self._shedTicks) >= self._shedGate:
+        tick = next(self._shedTicks)
+        if tick >= self._shedGate or self.breaker.state is not _OPEN or self.fallback is not None:
+            self._afterShed(event, tick)
+
+    def _afterShed(self, event: T, tick: int) -> None:
+        """
+        What follows the append of a shed event, its count C{tick}, when
+        there is anything to do.
+        """
+        # Past the gate, suppression looks at the next events (a flood's
+        # copies are then held back instead of filling the buffer).
+        if tick >= self._shedGate:
             self.repeats.due = True
             if not self._degraded:
                 # (Quarantined, it nearly always is already: no lock then.)

@@ -21,7 +21,8 @@ _OBJECT = 64
 _SLOT = 16
 _PEEK = 32
 _BYTES = frozenset((bytes, bytearray))
-_CONTAINERS = frozenset((dict, list, tuple, set, frozenset))
+#: What is sized beyond a slot, besides C{str}.
+_SIZED = frozenset((bytes, bytearray, dict, list, tuple, set, frozenset))
 
 
 def _containerSize(value: Any, kind: type) -> int:
@@ -45,14 +46,15 @@ def approximateSize(item: object) -> int:
         values: Any = item.values() if type(item) is dict else vars(item).values()
         # Every value costs about an object and a slot; strings, bytes and
         # containers their length on top (the loop is the hot part: no call
-        # per value for the common str and scalars).
+        # per value for the common str and scalars, and one test of the
+        # type for each of them).
         size = _OBJECT + (_OBJECT + _SLOT) * len(values)
         for value in values:
             kind = type(value)
-            if kind is str or kind in _BYTES:
+            if kind is str:
                 size += len(value)
-            elif kind in _CONTAINERS:
-                size += _containerSize(value, kind)
+            elif kind in _SIZED:
+                size += len(value) if kind in _BYTES else _containerSize(value, kind)
         return size
     except Exception:
         return _OBJECT
