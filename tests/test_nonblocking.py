@@ -29,7 +29,7 @@ from zope.interface.verify import verifyObject
 from twisted_safelog import NonBlockingObserver, SafeObserver
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
-from .helpers import BrokenHandler, RecordingReporter, event
+from .helpers import BrokenHandler, RecordingReporter, event, waitFor
 
 
 @implementer(ILogObserver)
@@ -444,3 +444,41 @@ def test_eventsThatCannotBeCopiedNeverRaiseAndAreCountedFailed(make: Any) -> Non
     assert stats.balanced
     assert [e.get("n") for e in sink.events] == [0, 1]
     assert "cannot be copied" in reporter.failures[0][2]
+
+
+def _switches(thread: threading.Thread) -> int:
+    """
+    How many times C{thread} gave up the CPU of its own accord (to sleep,
+    or to wait for the GIL or a lock), from Linux's C{/proc}.
+    """
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+def test_aSteadyStreamDoesNotWakeTheWorkerForEachEvent() -> None:
+    """
+    Under a steady stream (faster than C{BATCH_RATE}) the worker takes
+    what came in while it waited (at most C{BATCH_WAIT}) instead of being
+    woken for every event: each wake-up is a context switch and a GIL
+    hand-over the caller pays for.
+    """
+    sink = RecordingObserver()
+    observer = NonBlockingObserver(sink)
+    observer(event(-1))
+    assert waitFor(lambda: len(sink.events) == 1, 10)
+    worker = observer._channel.worker
+    assert worker is not None and worker.native_id is not None
+    count = 2_000
+    before = _switches(worker)
+    for n in range(count):
+        observer(event(n))
+        # A caller that sleeps between events, as a server between
+        # requests: without the wait for more, each event wakes the worker.
+        time.sleep(0.0002)
+    assert waitFor(lambda: len(sink.events) == count + 1, 30)
+    switches = _switches(worker) - before
+    observer.close()
+    assert switches < count / 4, f"{switches} context switches for {count} events"

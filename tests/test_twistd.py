@@ -13,9 +13,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from twisted.logger import eventsFromJSONLogFile
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    eventsFromJSONLogFile,
+)
+
+from twisted_safelog import SafeObserver
 
 from .twistdprocess import (
     EXAMPLES,
@@ -417,3 +425,56 @@ def test_doctorLoadsAModule(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "chartapp under twistd" in result.stdout
     assert "[UNGUARDED]" in result.stdout
+
+
+@pytest.mark.parametrize("minimum", list(LogLevel.iterconstants()))
+def test_levelFilterPassesWhatTwistedsFilterPasses(minimum: LogLevel) -> None:
+    """
+    The twistd observer's level filter answers the common event with a set
+    lookup; every event, common or odd, is passed, dropped or raised on
+    exactly as Twisted's C{FilteringLogObserver} with a
+    C{LogLevelFilterPredicate} does.
+    """
+    from twisted_safelog._twistd import _TwistdObserver
+
+    events: list[Any] = [
+        *({"log_level": level, "log_namespace": "app.web"} for level in LogLevel.iterconstants()),
+        {"log_level": LogLevel.critical, "log_namespace": ""},
+        {"log_level": LogLevel.critical, "log_namespace": None},
+        {"log_level": LogLevel.critical, "log_namespace": 5},
+        {"log_level": LogLevel.critical},
+        {"log_namespace": "app"},
+        {"log_level": None, "log_namespace": "app"},
+        {"log_level": 40, "log_namespace": "app"},
+        {"log_level": "info", "log_namespace": "app"},
+        {"log_level": [LogLevel.info], "log_namespace": "app"},
+        None,
+        "not an event",
+    ]
+
+    def outcomes(observer: Callable[[Any], None], seen: list[Any]) -> list[object]:
+        result: list[object] = []
+        for event in events:
+            before = len(seen)
+            try:
+                observer(event)
+            except Exception as error:
+                result.append(type(error))
+            else:
+                result.append(len(seen) > before)
+        return result
+
+    expectedSeen: list[Any] = []
+    twisted = FilteringLogObserver(
+        expectedSeen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]
+    )
+    seen: list[Any] = []
+    ours = _TwistdObserver(
+        FilteringLogObserver(seen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]),
+        SafeObserver(lambda event: None),
+        seen.append,
+        minimum,
+    )
+    assert outcomes(ours, seen) == outcomes(twisted, expectedSeen)
+    assert seen == expectedSeen
+    assert any(seen), "some events pass"

@@ -163,6 +163,8 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         self.observer: HardenedSink[LogEvent] = observer
         self.name = name if name is not None else f"{self.observer.name} (non-blocking)"
         self.maxQueue = maxQueue
+        # A queue this full wakes a worker that waits for more events.
+        self._wakeAt = maxQueue // 2
         self.blockTimeout = blockTimeout
         self.discardAt = (
             maxQueue + 1 if discardThreshold is None else int(maxQueue * discardThreshold)
@@ -268,7 +270,7 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
                 accept, reason = False, DropReason.overflow
             if accept:
                 queue.append(item)
-                if channel.sleeping:
+                if channel.sleeping or size >= self._wakeAt:
                     channel.wake.notify()
         if reason is not None:
             self._drop(reason, 1)

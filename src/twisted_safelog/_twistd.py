@@ -23,6 +23,7 @@ from twisted.logger import (
     FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
+    LogLevel,
     LogLevelFilterPredicate,
     globalLogPublisher,
 )
@@ -262,7 +263,7 @@ def buildObserver(
             closers.append(statusFile.stop)
         _startWhenRunning(workers if not startNow else [], statusFile)
         _closeAtShutdown(*closers)
-    return _TwistdObserver(filtered, sink)
+    return _TwistdObserver(filtered, sink, top, settings.logLevel)
 
 
 def _startWhenRunning(
@@ -326,12 +327,23 @@ class _TwistdObserver:
     What twistd adds to the global publisher: the level filter in front of
     the hardened sink. Hardened (it provides L{IHardenedSink}), so
     L{install} does not wrap it again; not registered, as its sink is.
+
+    An event with a C{LogLevel} and a namespace string gets
+    C{LogLevelFilterPredicate}'s verdict from one set lookup (a predicate
+    with only a default level passes an event if and only if its level is
+    at least that level and its namespace is not empty); any other event
+    goes through C{filtered}, Twisted's own C{FilteringLogObserver}, and
+    is passed or dropped exactly as Twisted does.
     """
 
-    def __init__(self, filtered: ILogObserver, sink: SafeObserver) -> None:
+    def __init__(
+        self, filtered: ILogObserver, sink: SafeObserver, top: ILogObserver, minimum: LogLevel
+    ) -> None:
         self.filtered = filtered
         self.sink = sink
         self.name = sink.name
+        self._top = top
+        self._passing = frozenset(level for level in LogLevel.iterconstants() if level >= minimum)
 
     def drain(self) -> None:
         self.sink.drain()
@@ -343,10 +355,24 @@ class _TwistdObserver:
         return f"<twisted_safelog.observer {self.sink!r}>"
 
     def __call__(self, event: Any) -> None:
-        self.filtered(event)
+        try:
+            namespace = event["log_namespace"]
+            passing = event["log_level"] in self._passing
+        except Exception:
+            self.filtered(event)
+            return
+        if type(namespace) is not str or not namespace:
+            self.filtered(event)
+        elif passing:
+            self._top(event)
+        elif event["log_level"] not in _LEVELS:
+            self.filtered(event)
 
     def stats(self) -> Any:
         return self.sink.stats()
+
+
+_LEVELS = frozenset(LogLevel.iterconstants())
 
 
 def _bridge(
