@@ -169,6 +169,8 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         self.discardAt = (
             maxQueue + 1 if discardThreshold is None else int(maxQueue * discardThreshold)
         )
+        # Below this many queued events a caller appends without the lock.
+        self._lockFreeBelow = min(self._wakeAt, self.discardAt)
         self.discardLevel = _LEVEL_ORDER.get(discardLevel, _LEVEL_ORDER[LogLevel.info])
         self.flushTimeout = flushTimeout
         self.stallTimeout = (
@@ -221,6 +223,21 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             return
         if self._direct or not channel.alive:
             self._slowCall(event)
+            return
+        queue = channel.queue
+        if len(queue) < self._lockFreeBelow:
+            # Far from full, nothing to decide: appended without the lock
+            # (a deque's append is atomic). The worker sets its sleeping
+            # flag before it looks at the queue one last time, so either it
+            # sees this event or this sees the flag and wakes it.
+            try:
+                copy = dict(event)
+            except Exception:
+                self._enqueue(event)
+                return
+            queue.append(copy)
+            if channel.sleeping:
+                channel.poke()
             return
         self._enqueue(event)
 

@@ -103,10 +103,11 @@ class Channel:
         self.alive = False
         self.stopping = False
         #: True while the worker waits on L{wake} until woken (set and
-        #: cleared under the lock): a caller that queues an event notifies it
-        #: only then (or when the queue is half full), as a busy worker, or
-        #: one waiting L{BATCH_WAIT} for more, takes the next event without
-        #: being woken.
+        #: cleared under the lock, and set before the worker's last look at
+        #: the queue, for callers that append without it): a caller that
+        #: queues an event notifies it only then (or when the queue is half
+        #: full), as a busy worker, or one waiting L{BATCH_WAIT} for more,
+        #: takes the next event without being woken.
         self.sleeping = False
         self.worker: threading.Thread | None = None
         self.workerIdent: int | None = None
@@ -143,7 +144,8 @@ class Channel:
 
     def poke(self) -> None:
         """
-        Wake the worker (to replay a quarantined sink's buffer now).
+        Wake the worker (for an event queued without the lock, or to replay
+        a quarantined sink's buffer now).
         """
         with self.lock:
             self.wake.notify()
@@ -269,7 +271,11 @@ def work(
                         waited = False
                         channel.sleeping = True
                         try:
-                            channel.wake.wait(_idleWait(sink))
+                            # Callers may append without the lock: one
+                            # that looked before the flag was set queued
+                            # its event before this look.
+                            if not queue:
+                                channel.wake.wait(_idleWait(sink))
                         finally:
                             channel.sleeping = False
                 else:
