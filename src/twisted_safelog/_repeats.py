@@ -42,14 +42,15 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 from ._breaker import IClock, MonotonicClock
+from ._feedback import ECHO_SLACK, FeedbackLoops, Repeating
 from ._fork import registerForFork
 from ._identity import EVENTS, RECORDS, Identity
 from ._marks import deliverMarked, markedBy, unmarked
+from ._sampling import MAX_SAMPLES, SAMPLES, Sampling
 from ._stats import Counter
-from ._summarytimer import summaryTimer
 
 __all__ = [
     "DELIVER",
@@ -68,82 +69,12 @@ T = TypeVar("T")
 #: What L{RepeatFilter.check} says to do with an item.
 DELIVER, SUPPRESS, MARKED, ECHO = 0, 1, 2, 3
 
-#: Samples taken per interval while a sink is above its burst allowance.
-_SAMPLES = 64
-#: Samples taken at each stride in the first interval (the stride doubles
-#: after them: a busy stream of distinct lines pays for a few hundred
-#: samples, once).
-_FIRST_SAMPLES = 16
-#: Distinct samples remembered per interval (the table is cleared when full).
-_MAX_SAMPLES = 4 * _SAMPLES
-#: Repeating events followed at once per sink; more are not suppressed.
-_MAX_SUSPECTS = 64
-#: Copies a feedback loop may still have in flight (queued for a pool
-#: thread, say) once its deliveries stop; more than that, or copies that
-#: come later than a quarter of the interval after a delivered one, make a
-#: flood (and no feedback loop is suspected).
-_ECHO_SLACK = 64
-#: The most copies one delivery of a summary may cause for its event's
-#: feedback loop to be confirmed (an echo of each delivery: one, or a few).
-_MAX_ECHOES = 8
-#: Feedback loops said per sink (each once).
-_MAX_LOOP_REPORTS = 8
 
 _NEVER = 1 << 63
-#: The widest first-interval stride.
-_MAX_STRIDE = 1 << 14
-
-
-class _Repeating:
-    """
-    One event that repeats at more than the allowance: its copies this
-    interval, those held back since the last summary, and what tells a
-    feedback loop from a flood.
-    """
-
-    __slots__ = (
-        "copies",
-        "delivered",
-        "floodLike",
-        "item",
-        "lastAdmitted",
-        "lastArrival",
-        "loop",
-        "name",
-        "probeAt",
-        "probeCopies",
-        "reported",
-        "seen",
-        "since",
-        "suppressed",
-        "text",
-        "total",
-    )
-
-    def __init__(self, item: object, name: tuple[Any, Any, str], copies: int, now: float) -> None:
-        self.item = item
-        self.name = name
-        self.text = name[2]
-        self.copies = copies
-        self.seen = copies
-        self.total = copies
-        self.delivered = copies
-        self.suppressed = 0
-        self.floodLike = 0
-        self.loop = False
-        #: When the summary that tests for a feedback loop was delivered
-        #: (L{None}: none is being tested), and the copies since.
-        self.probeAt: float | None = None
-        self.probeCopies = 0
-        #: A feedback loop confirmed, not yet said.
-        self.reported = True
-        self.since = now
-        self.lastAdmitted = now
-        self.lastArrival = now
 
 
 def _heldBackWhenGone(
-    repeating: dict[Hashable, dict[Hashable, _Repeating]], whenGone: Callable[[int], object]
+    repeating: dict[Hashable, dict[Hashable, Repeating]], whenGone: Callable[[int], object]
 ) -> None:
     """
     The owner of a filter is gone: report the copies it held back whose
@@ -159,7 +90,7 @@ def _heldBackWhenGone(
         pass
 
 
-class RepeatFilter(Generic[T]):
+class RepeatFilter(Sampling[T], FeedbackLoops[T]):
     """
     Identical-item suppression for one hardened sink (see the module's
     docstring). The sink compares its count of events delivered on its
@@ -240,7 +171,7 @@ class RepeatFilter(Generic[T]):
         # Items between two samples once an interval has had the allowance
         # (before, one sample per step). In the first interval (no rate
         # known yet) a sixteenth of the burst, doubled after every
-        # _FIRST_SAMPLES samples; then set by the last interval's rate.
+        # FIRST_SAMPLES samples; then set by the last interval's rate.
         self._stride = max(1, burst // 16)
         self._measured = False
         # Samples taken this interval, and the item count at the last one.
@@ -252,9 +183,9 @@ class RepeatFilter(Generic[T]):
         # While events repeat: the next item that is not one of them to be
         # sampled (counted in items looked at).
         self._nextSample = 0
-        self._repeating: dict[Hashable, dict[Hashable, _Repeating]] = {}
+        self._repeating: dict[Hashable, dict[Hashable, Repeating]] = {}
         # Items known identical to a repeating one without rendering them.
-        self._quick: dict[Hashable, _Repeating] = {}
+        self._quick: dict[Hashable, Repeating] = {}
         self._loopsReported: set[Hashable] = set()
         if whenGone is not None:
             gone = weakref.finalize(owner, _heldBackWhenGone, self._repeating, whenGone)
@@ -337,7 +268,7 @@ class RepeatFilter(Generic[T]):
         reentry).
         """
         now = self.clock.seconds()
-        due: list[tuple[_Repeating, int]] = []
+        due: list[tuple[Repeating, int]] = []
         with self._lock:
             self._looked += 1
             if now < self._sliceEnd:
@@ -361,7 +292,7 @@ class RepeatFilter(Generic[T]):
         nothing is held back or watched any more.
         """
         now = self.clock.seconds()
-        due: list[tuple[_Repeating, int]] = []
+        due: list[tuple[Repeating, int]] = []
         with self._lock:
             if not self._repeating:
                 return None
@@ -388,7 +319,7 @@ class RepeatFilter(Generic[T]):
         summary), without waiting for the next item.
         """
         now = self.clock.seconds()
-        due: list[tuple[_Repeating, int]] = []
+        due: list[tuple[Repeating, int]] = []
         with self._lock:
             if now >= self._sliceEnd:
                 # Also forgets the events that have stopped repeating.
@@ -402,15 +333,15 @@ class RepeatFilter(Generic[T]):
 
     # -- under the lock -------------------------------------------------------
 
-    def _newSlice(self, now: float, due: list[tuple[_Repeating, int]], recent: int = 0) -> None:
+    def _newSlice(self, now: float, due: list[tuple[Repeating, int]], recent: int = 0) -> None:
         """
         Start a new interval at C{now}, with the last C{recent} items in it.
         """
         position = self._position()
         tick = position + self._looked
         if self._sliceEnd != float("-inf"):
-            # Sample about _SAMPLES items of an interval as busy as the last.
-            self._stride = max(1, (tick - self._sliceStart) // _SAMPLES)
+            # Sample about SAMPLES items of an interval as busy as the last.
+            self._stride = max(1, (tick - self._sliceStart) // SAMPLES)
             self._measured = True
         self._sliceStart = tick - min(recent, tick - self._sliceStart)
         self._sliceEnd = now + self.interval
@@ -434,7 +365,7 @@ class RepeatFilter(Generic[T]):
         self.due = bool(self._repeating)
         self.gate = position + self._step
 
-    def _settle(self, key: _Repeating, due: list[tuple[_Repeating, int]]) -> None:
+    def _settle(self, key: Repeating, due: list[tuple[Repeating, int]]) -> None:
         if key.suppressed:
             due.append((key, key.suppressed))
             key.suppressed = 0
@@ -454,7 +385,7 @@ class RepeatFilter(Generic[T]):
                     if key is None:
                         return self._sampleAside(item, now)
                     if quick is not None:
-                        if len(self._quick) >= _MAX_SAMPLES:
+                        if len(self._quick) >= MAX_SAMPLES:
                             self._quick.clear()
                         self._quick[quick] = key
             except Exception:
@@ -475,7 +406,7 @@ class RepeatFilter(Generic[T]):
             # A feedback loop's copies get no allowance: each delivery (even
             # of its summary) would only start it again.
             if key.copies > (0 if key.loop else self.burst):
-                if key.suppressed >= _ECHO_SLACK or now - key.lastAdmitted > self._echoWindow:
+                if key.suppressed >= ECHO_SLACK or now - key.lastAdmitted > self._echoWindow:
                     # It goes on regardless of deliveries: a flood.
                     key.floodLike += 1
                     key.loop = False
@@ -501,19 +432,6 @@ class RepeatFilter(Generic[T]):
         self._sample(item, now)
         return DELIVER
 
-    def _judge(self, key: _Repeating) -> None:
-        """
-        The summary that tested C{key} for a feedback loop was delivered an
-        echo window ago: if it caused a copy again (one, or a few: an echo
-        of the delivery), the sink feeds itself; none (the burst was over)
-        or many (a new burst) is no loop.
-        """
-        if 1 <= key.probeCopies <= _MAX_ECHOES:
-            key.loop = True
-            key.reported = False
-        key.probeAt = None
-        key.probeCopies = 0
-
     def _sampleAside(self, item: T, now: float) -> int:
         """
         An item that is not one of the repeating ones, while some repeat
@@ -526,62 +444,9 @@ class RepeatFilter(Generic[T]):
             self._sample(item, now)
         return MARKED
 
-    def _sample(self, item: T, now: float) -> None:
-        """
-        Count a sample of C{item}; seen often enough, it is watched from now
-        on.
-        """
-        tick = self._position() + self._looked
-        # The items this sample stands for: those since the last one.
-        weight = max(1, tick - max(self._lastSample, self._sliceStart))
-        self._lastSample = tick
-        try:
-            coarse = self.identity.coarse(item)
-            hash(coarse)
-            fine = self.identity.fine(item)
-            counts = self._samples.get(fine)
-        except Exception:
-            return
-        if counts is None:
-            if len(self._samples) >= _MAX_SAMPLES:
-                self._samples.clear()
-            counts = self._samples[fine] = [0, 0]
-        counts[0] += 1
-        # No sample vouches for more than a step's worth of copies: where
-        # samples are far apart, two that hit a few copies close together
-        # must not pass for hundreds.
-        counts[1] += min(weight, self._step)
-        seen, copies = counts
-        self._taken = taken = self._taken + 1
-        if not self._measured and taken % _FIRST_SAMPLES == 0:
-            self._stride = min(self._stride * 2, _MAX_STRIDE)
-        # Its copies this interval so far, estimated from the samples that
-        # were this event, each standing for the items since the one before
-        # (at most a step's worth; the samples are spread over the whole
-        # interval, so copies close together are not taken for many). The
-        # estimate only decides that it is watched; only the copies seen (the
-        # samples) count against its allowance: an estimate that overshoots
-        # would hold back copies of an event under the allowance.
-        copies = min(copies, tick - self._sliceStart)
-        if (
-            seen >= 2
-            and copies * 2 > self.burst
-            and sum(len(b) for b in self._repeating.values()) < _MAX_SUSPECTS
-        ):
-            # The same event twice in a sample of this interval, and often
-            # enough to reach the allowance: watch every item from now on.
-            # (Not one already watched is forgotten to make room: its
-            # held-back copies would never be summarised.)
-            key = _Repeating(item, fine, seen, now)
-            self._repeating.setdefault(coarse, {})[fine] = key
-            del self._samples[fine]
-            # Its summary is delivered when the interval ends, even if
-            # nothing else comes.
-            summaryTimer.schedule(self)
-
     # -- outside the lock ------------------------------------------------------
 
-    def _summarise(self, due: list[tuple[_Repeating, int]], now: float) -> None:
+    def _summarise(self, due: list[tuple[Repeating, int]], now: float) -> None:
         for key, count in due:
             self._dropped(count)
             if not key.reported:
@@ -602,52 +467,3 @@ class RepeatFilter(Generic[T]):
             # The summary is the sink's own, even when an echo made it due:
             # delivered outside the echo's mark (its delivery has its own).
             unmarked(self._deliver, summary)
-
-    def _suspect(self, key: _Repeating, now: float) -> bool:
-        """
-        A feedback loop stops when its copies stop being delivered; a flood
-        goes on regardless. Suspect one (to be confirmed by the echo of the
-        summary: L{_judge}) if every held-back copy came right after a
-        delivered one and then they stopped.
-        """
-        if key.loop or key.probeAt is not None:
-            return False
-        if key.floodLike or now - key.lastArrival < self._echoWindow:
-            key.floodLike = 0
-            return False
-        return True
-
-    def loopFound(
-        self, name: Hashable, text: str, total: int, delivered: int, how: str = "mark"
-    ) -> None:
-        """
-        Say once, out of band, that this sink is feeding itself.
-        """
-        with self._lock:
-            if name in self._loopsReported or len(self._loopsReported) >= _MAX_LOOP_REPORTS:
-                return
-            self._loopsReported.add(name)
-        shown = text if len(text) <= 120 else text[:117] + "..."
-        if how == "burst":
-            line = (
-                f"sink {self.name} is receiving a burst of identical events caused "
-                f"during its own deliveries (likely feedback loop): {total} copies of "
-                f"{shown!r}, {delivered} delivered, the rest held back (repeated)"
-            )
-        else:
-            line = (
-                f"sink {self.name} received an event caused by its own delivery on "
-                f"another thread (feedback loop); such events are dropped (reentry): "
-                f"{shown!r}"
-            )
-        self._report(line)
-
-    def echo(self, item: T) -> None:
-        """
-        C{item} bore this sink's delivery mark: say so, once.
-        """
-        try:
-            name = self.identity.fine(item)
-        except Exception:
-            name = ("?", "?", "<an event that cannot be rendered>")
-        self.loopFound(name, name[2], 1, 0, "mark")
