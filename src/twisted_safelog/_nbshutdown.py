@@ -183,7 +183,10 @@ class QueueShutdown:
         """
         Wake the worker, so that queued events, and the events a quarantined
         sink buffers, are delivered as soon as they can be, without waiting
-        for the next event. Never waits.
+        for the next event. Does not wait for delivery; the summaries of
+        held-back identical events are queued first, which with
+        C{policy=block} and a full queue waits for room up to
+        C{blockTimeout}.
         """
         if self.repeats.watching:
             self.repeats.flush()
