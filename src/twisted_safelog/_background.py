@@ -110,12 +110,14 @@ class ProcessThread(Generic[M]):
             with self._lock:
                 if not self._members or self._paused:
                     self._thread = None
+                    self._ending()
                     return
                 if wait is None:
                     wait = self.wait(list(self._members))
                 self._wake.wait(wait)
                 if self._paused:
                     self._thread = None
+                    self._ending()
                     return
                 # Under the lock: members are added from other threads, and
                 # a WeakSet changed while it is copied raises (the thread
@@ -135,8 +137,22 @@ class ProcessThread(Generic[M]):
             self._paused = True
             thread = self._thread
             self._wake.notify_all()
+        self._interrupt()
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)
+
+    def _ending(self) -> None:
+        """
+        The thread is about to end (no member left, or a fork): tidy up
+        what members left behind. Called on the thread, with the lock held.
+        Nothing by default.
+        """
+
+    def _interrupt(self) -> None:
+        """
+        Make a visit that waits for something else than the condition (a
+        descriptor) return now: the thread is to end. Nothing by default.
+        """
 
     def _resumeAfterFork(self) -> None:
         with self._lock:
