@@ -24,6 +24,7 @@ from ._errors import ConfigurationError
 from ._formats import FORMATS, formatJSONLine, formatTextLine
 from ._logfile import DEFAULT_CHECK_EVERY, DEFAULT_CHECK_INTERVAL, LogFileWriter
 from ._report import defaultReporter
+from ._rotationwatch import RotationWatcher, rotationWatcher
 from ._safe import SafeObserver
 
 __all__ = [
@@ -137,6 +138,7 @@ def safeFileLogObserver(
     mode: int = 0o644,
     checkInterval: float = DEFAULT_CHECK_INTERVAL,
     checkEvery: int = DEFAULT_CHECK_EVERY,
+    watcher: RotationWatcher | None = rotationWatcher,
     **safeObserverArguments: Any,
 ) -> SafeFileObserver:
     """
@@ -169,6 +171,8 @@ def safeFileLogObserver(
     @param checkInterval: the longest time, in seconds, between two checks of the path's device and
         inode (see L{LogFileWriter}).
     @param checkEvery: the most events between two such checks.
+    @param watcher: notices a rotation at once (see L{LogFileWriter}); L{None}: only the checks
+        above do.
     """
     formatter = FORMATS.get(format)
     if formatter is None:
@@ -185,6 +189,7 @@ def safeFileLogObserver(
         reporter=reporter,
         checkInterval=checkInterval,
         checkEvery=checkEvery,
+        watcher=watcher,
     )
     writer.checkPath()
     safeObserverArguments.setdefault("name", writer.path)

@@ -20,6 +20,7 @@ from ._filepath import O_NOFOLLOW, PathKeeping
 from ._fork import registerForFork
 from ._policy import checkNumber
 from ._report import IReporter, defaultReporter
+from ._rotationwatch import RotationWatcher, rotationWatcher
 
 __all__ = ["DEFAULT_CHECK_EVERY", "DEFAULT_CHECK_INTERVAL", "LogFileWriter"]
 
@@ -29,6 +30,13 @@ _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 DEFAULT_CHECK_INTERVAL = 0.1
 #: Writes between two such checks, at most.
 DEFAULT_CHECK_EVERY = 1000
+#: Seconds a watched writer waits for a file to be created at the path
+#: (logrotate's create) before it creates one itself.
+CREATE_GRACE = 0.05
+#: A check time always past.
+_CHECK_NOW = float("-inf")
+#: The doorbell of a writer without a rotation watcher.
+_SILENT = bytearray(1)
 
 
 class LogFileWriter(PathKeeping):
@@ -40,12 +48,17 @@ class LogFileWriter(PathKeeping):
     It notices that logrotate (create mode) moved the file away, or that it
     was deleted, by comparing the path's device and inode with the open
     file's, and then reopens the path. Not before every write (a system
-    call per event): at most every C{checkEvery} writes or C{checkInterval}
-    seconds, after a failed write, and at once after L{reopen} (SIGUSR1
-    under twistd, logrotate's C{postrotate}). What is written in between
-    goes to the rotated file, where it is not lost; to a deleted file, it
+    call per event): when C{watcher} (Linux's inotify, see
+    L{twisted_safelog._rotationwatch}) saw the file moved, deleted or
+    replaced, at the next write; in any case at most every C{checkEvery}
+    writes or C{checkInterval} seconds, after a failed write, and at once
+    after L{reopen} (SIGUSR1 under twistd, logrotate's C{postrotate}).
+    What is written in between goes to the rotated file, where it is not
+    lost unless logrotate compresses and removes it; to a deleted file, it
     is lost, and the next check counts (L{writtenToDeletedFile}) and
-    reports it.
+    reports it. While the path is missing after a move, a watched writer
+    waits up to L{CREATE_GRACE} seconds for logrotate to create the new
+    file before creating it itself.
 
     With C{rotateLength}, the file is rotated by size (C{path.1} ...
     C{path.N}, N = C{maxRotatedFiles}); missing files are skipped, and if a
@@ -74,6 +87,8 @@ class LogFileWriter(PathKeeping):
         inode.
     @param checkEvery: the most writes between two such checks.
     @param clock: returns the time in seconds for C{checkInterval} (C{time.monotonic} by default).
+    @param watcher: tells the writer when its file was moved or deleted (the process's inotify
+        thread by default); L{None}: the periodic check alone.
     """
 
     # What write() reads on every event, in slots (see HardenedSink's).
@@ -81,9 +96,10 @@ class LogFileWriter(PathKeeping):
         "_checkAt",
         "_clock",
         "_closeWhenDone",
-        "_deletedNote",
+        "_doorbell",
         "_fd",
         "_lock",
+        "_note",
         "_size",
         "_torn",
         "_unchecked",
@@ -102,6 +118,7 @@ class LogFileWriter(PathKeeping):
         checkInterval: float = DEFAULT_CHECK_INTERVAL,
         checkEvery: int = DEFAULT_CHECK_EVERY,
         clock: Callable[[], float] = time.monotonic,
+        watcher: RotationWatcher | None = rotationWatcher,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         checkNumber("checkInterval", checkInterval, minimum=0)
@@ -109,13 +126,16 @@ class LogFileWriter(PathKeeping):
         self.checkInterval = checkInterval
         self.checkEvery = checkEvery
         self._clock = clock
+        self._watcher = watcher
+        self._doorbell = _SILENT if watcher is None else watcher.doorbell
         # Writes since the path was last checked, and when the next check is
         # due at the latest.
         self._unchecked = 0
         self._checkAt = 0.0
         #: Writes that went to a file found deleted at the next check.
         self.writtenToDeletedFile = 0
-        self._deletedNote: str | None = None
+        # A line to report once the lock is released.
+        self._note: str | None = None
         if rotateLength is not None:
             checkNumber("rotateLength", rotateLength, integer=True, minimum=1)
         if maxRotatedFiles is not None:
@@ -129,6 +149,9 @@ class LogFileWriter(PathKeeping):
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
+        # Since when the path has been missing while the open file is
+        # still linked (see _awaitingCreate).
+        self._missingSince: float | None = None
         self._size = 0
         self._regular = True
         # The first successful open decides whether a link at the path is
@@ -202,6 +225,7 @@ class LogFileWriter(PathKeeping):
                         fd is None
                         or self._unchecked >= self.checkEvery
                         or self._clock() >= self._checkAt
+                        or self._doorbell[0]
                     ):
                         fd = self._checkPath()
                     if self._torn:
@@ -238,8 +262,8 @@ class LogFileWriter(PathKeeping):
         finally:
             # Reported outside the lock: the report may be written to this
             # very file.
-            if self._deletedNote is not None:
-                self._noteDeleted()
+            if self._note is not None:
+                self._sayNote()
         if rotationError is not None:
             self._report(rotationError)
 
@@ -278,19 +302,49 @@ class LogFileWriter(PathKeeping):
         with the open file's.
         """
         written, self._unchecked = self._unchecked, 0
-        self._checkAt = self._clock() + self.checkInterval
+        now = self._clock()
+        self._checkAt = now + self.checkInterval
         try:
             st = os.stat(self.path)
             identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except FileNotFoundError:
             identity = None
         if self._fd is not None and identity == self._identity:
+            self._missingSince = None
+            return self._fd
+        if self._fd is not None and identity is None and self._awaitingCreate(self._fd, now):
             return self._fd
         if self._fd is not None:
             self.reopened += 1
             self._checkDeleted(self._fd, written)
         self._closeFile()
         return self._open()
+
+    def _awaitingCreate(self, fd: int, now: float) -> bool:
+        """
+        The path is missing: should the writer keep writing to the file it
+        has open (still linked, so moved away) for a moment? Yes while
+        watched, for at most L{CREATE_GRACE} seconds: logrotate's
+        C{create} makes the new file microseconds after the rename, with
+        C{O_EXCL}; a writer that made it first would make logrotate fail
+        (it moves the writer's file aside as C{path-DATE.backup}, and
+        says so as an error). The watcher flags the writer when the new
+        file is there.
+        """
+        watcher = self._watcher
+        if watcher is None or not watcher.watches(self):
+            return False
+        try:
+            if os.fstat(fd).st_nlink == 0:
+                return False
+        except OSError:
+            return False
+        if self._missingSince is None:
+            self._missingSince = now
+        elif now - self._missingSince >= CREATE_GRACE:
+            return False
+        self._checkAt = min(self._checkAt, self._missingSince + CREATE_GRACE)
+        return True
 
     def _checkDeleted(self, fd: int, written: int) -> None:
         """
@@ -308,14 +362,17 @@ class LogFileWriter(PathKeeping):
             lost = written - 1
             if lost:
                 self.writtenToDeletedFile += lost
-                self._deletedNote = (
+                self._addNote(
                     f"log file {self.path} was deleted; up to {lost} events written "
                     "since it was last checked went to the deleted file"
                 )
 
-    def _noteDeleted(self) -> None:
-        note, self._deletedNote = self._deletedNote, None
-        if note is not None:
+    def _addNote(self, note: str) -> None:
+        self._note = note if self._note is None else f"{self._note}\n{note}"
+
+    def _sayNote(self) -> None:
+        notes, self._note = self._note, None
+        for note in (notes or "").splitlines():
             try:
                 self.reporter.note(note)
             except Exception:
@@ -326,6 +383,10 @@ class LogFileWriter(PathKeeping):
         # or swapped in) fails with ENXIO instead of blocking open() for
         # ever; it is cleared once the file is known to be one we write.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | _O_NONBLOCK
+        # Before the open: a rotation the watcher flags from now on (see
+        # _pathMoved) is not overwritten.
+        self._unchecked = 0
+        self._checkAt = self._clock() + self.checkInterval
         path = self.path
         if self._opened:
             path, follow = self._reopenPath()
@@ -363,13 +424,24 @@ class LogFileWriter(PathKeeping):
         self._torn = False
         self._fd = fd
         self._identity = (st.st_dev, st.st_ino)
-        self._unchecked = 0
-        self._checkAt = self._clock() + self.checkInterval
+        self._missingSince = None
         self._size = st.st_size
         # Never rotate a device (/dev/null, /dev/full): renaming it would be
         # a disaster, and its size means nothing.
         self._regular = stat.S_ISREG(st.st_mode)
+        if self._watcher is not None:
+            note = self._watcher.watch(self)
+            if note is not None:
+                self._addNote(note)
         return fd
+
+    def _pathMoved(self) -> None:
+        """
+        The rotation watcher saw the file at the path moved, deleted or
+        replaced: check the path at the next write. Only a flag (called
+        from the watcher's thread; the next check sets it again).
+        """
+        self._checkAt = _CHECK_NOW
 
     def _closeFile(self) -> None:
         fd, self._fd, self._identity = self._fd, None, None
@@ -459,6 +531,8 @@ class LogFileWriter(PathKeeping):
         Close the file now; if a write is stuck in it, as soon as that write
         returns (never waiting for it more than a tenth of a second).
         """
+        if self._watcher is not None:
+            self._watcher.unwatch(self)
         if self._lock.acquire(timeout=0.1):
             try:
                 self._closeFile()

@@ -38,6 +38,7 @@ from ._operations import FirstThatWorks, reportsFallback, serveMetrics, statusFi
 from ._policy import Policy
 from ._registry import IHardenedSink
 from ._report import FileDescriptorWriter, Reporter, setDefaultReporter
+from ._rotationwatch import rotationWatcher
 from ._safe import SafeObserver
 from ._settings import Settings
 from ._stall import watchdog
@@ -282,6 +283,7 @@ def _startWhenRunning(
         for worker in workers:
             worker.start()
         watchdog.ensureRunning()
+        rotationWatcher.ensureRunning()
         if statusFile is not None:
             statusFile.start()
 

@@ -1,0 +1,315 @@
+"""
+The rotation watcher: one inotify thread per process that flags a file
+writer whose file was moved away or deleted, so the writer checks its path
+at its next write with no system call per event. Tested with real inotify,
+real renames and a real C{os.fork()} (in a child interpreter); the fallback
+with inotify really unavailable (a child, as uid 65534, that has used up
+its user's inotify instances).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import weakref
+from pathlib import Path
+
+import pytest
+
+from twisted_safelog import LogFileWriter
+from twisted_safelog._rotationwatch import rotationWatcher
+
+from .helpers import RecordingReporter, waitFor
+
+#: No periodic check within any test's life: only the watcher can notice.
+NEVER = {"checkInterval": 3600.0, "checkEvery": 10**9}
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def writeUntilAtPath(writer: LogFileWriter, path: Path, timeout: float = 30.0) -> bool:
+    """
+    Write numbered lines until one lands in the file at C{path} (the
+    writer noticed that the file it had open moved away).
+    """
+    n = [0]
+
+    def landed() -> bool:
+        n[0] += 1
+        writer.write(f"after {n[0]}\n")
+        return f"after {n[0]}" in lines(path)
+
+    return waitFor(landed, timeout=timeout, interval=0.01)
+
+
+def test_aMovedFileIsNoticedWithoutAPeriodicCheck(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path, reporter=RecordingReporter(), **NEVER)
+    writer.write("before\n")
+    assert rotationWatcher.watches(writer)
+    assert waitFor(lambda: rotationWatcher.running)
+    os.rename(path, tmp_path / "app.log.1")
+    path.write_text("")  # logrotate's create
+    assert writeUntilAtPath(writer, path)
+    assert lines(tmp_path / "app.log.1")[0] == "before"
+    assert writer.reopened == 1
+    writer.close()
+
+
+def test_aDeletedFileIsNoticedWithoutAPeriodicCheck(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path, reporter=RecordingReporter(), **NEVER)
+    writer.write("before\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    path.unlink()
+    assert writeUntilAtPath(writer, path)
+    writer.close()
+
+
+def test_aMovedFileIsKeptUntilLogrotateCreatesTheNewOne(tmp_path: Path) -> None:
+    """
+    logrotate's create opens the new file with O_EXCL microseconds after
+    the rename: a writer that created it first would make logrotate move
+    the writer's file aside and fail. While the path is missing, a watched
+    writer keeps writing to the moved file (for at most CREATE_GRACE
+    seconds, by its clock: here it never advances), until the new file
+    is there.
+    """
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path, reporter=RecordingReporter(), clock=lambda: 0.0, **NEVER)
+    writer.write("line 0\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    os.rename(path, tmp_path / "app.log.1")
+    for n in range(1, 50):
+        writer.write(f"line {n}\n")
+    assert not path.exists()
+    path.write_text("")
+    assert writeUntilAtPath(writer, path)
+    assert lines(tmp_path / "app.log.1")[:50] == [f"line {n}" for n in range(50)]
+    writer.close()
+
+
+def test_aMovedFileIsReplacedAfterTheGraceIfNobodyCreatesOne(tmp_path: Path) -> None:
+    """
+    ... if nobody creates it within CREATE_GRACE seconds (by the writer's
+    clock, here a millisecond per call), the writer does.
+    """
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.001
+        return now[0]
+
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path, reporter=RecordingReporter(), clock=clock, **NEVER)
+    writer.write("line 0\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    os.rename(path, tmp_path / "app.log.1")
+    assert writeUntilAtPath(writer, path)
+    assert lines(tmp_path / "app.log.1")[0] == "line 0"
+    writer.close()
+
+
+def test_aClosedWriterRemovesItsWatch(tmp_path: Path) -> None:
+    path = tmp_path / "own" / "app.log"
+    path.parent.mkdir()
+    writer = LogFileWriter(path, reporter=RecordingReporter(), **NEVER)
+    writer.write("line\n")
+    assert rotationWatcher.watches(writer)
+    assert str(path.parent) in rotationWatcher.watchedDirectories
+    writer.close()
+    assert not rotationWatcher.watches(writer)
+    assert str(path.parent) not in rotationWatcher.watchedDirectories
+
+
+def test_theWatcherKeepsNoWriterAliveAndEndsWithTheLast(tmp_path: Path) -> None:
+    """
+    A writer the application lets go is freed (the thread holds writers
+    weakly, also while it waits), its directory's watch is removed, and
+    the thread ends with the last writer.
+    """
+    path = tmp_path / "own" / "app.log"
+    path.parent.mkdir()
+    writer = LogFileWriter(path, reporter=RecordingReporter(), **NEVER)
+    writer.write("line\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    assert str(path.parent) in rotationWatcher.watchedDirectories
+    gone = weakref.ref(writer)
+    del writer
+    assert waitFor(lambda: (gc.collect(), gone() is None)[1], timeout=10)
+    assert waitFor(lambda: str(path.parent) not in rotationWatcher.watchedDirectories, timeout=10)
+    if rotationWatcher.watchedDirectories == frozenset():
+        # No other writer is alive in this process (other tests' may be).
+        assert waitFor(lambda: not rotationWatcher.running, timeout=10)
+
+
+FORK_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    seen = []
+    # Registered before the library's: "before" hooks run in reverse
+    # order, so this one runs last, just before the fork.
+    os.register_at_fork(before=lambda: seen.append(
+        sorted(t.name for t in threading.enumerate())))
+    from twisted_safelog import LogFileWriter
+
+    here = sys.argv[1]
+    NAME = "twisted-safelog rotation watcher"
+
+    def names():
+        return sorted(t.name for t in threading.enumerate())
+
+    def wait(condition, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return condition()
+
+    def noticed(writer, path, rotated):
+        # A move, then writes until one lands at the path: only the
+        # watcher can make that happen (no periodic check).
+        os.rename(path, rotated)
+        open(path, "w").close()
+        n = [0]
+        def landed():
+            n[0] += 1
+            writer.write(f"after {n[0]}\\n")
+            with open(path) as f:
+                return f"after {n[0]}" in f.read()
+        return wait(landed)
+
+    path = os.path.join(here, "app.log")
+    writer = LogFileWriter(path, checkInterval=3600.0, checkEvery=10**9)
+    writer.write("before\\n")
+    running = wait(lambda: NAME in names())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        child = {"running": wait(lambda: NAME in names()),
+                 "noticed": noticed(writer, path, path + ".child")}
+        os.write(w, json.dumps(child).encode())
+        os._exit(0)
+    os.close(w)
+    child = json.loads(os.read(r, 65536))
+    os.waitpid(pid, 0)
+    print(json.dumps({
+        "runningBefore": running,
+        "atFork": seen,
+        "child": child,
+        "parentRunning": wait(lambda: NAME in names()),
+        "parentNoticed": noticed(writer, path, path + ".parent"),
+    }))
+    """
+)
+
+
+def test_theWatcherSurvivesFork(tmp_path: Path) -> None:
+    """
+    The thread ends just before C{os.fork()} (the process forks with no
+    thread of ours) and runs again in both processes, each with an inotify
+    descriptor of its own: a move is noticed in the child and, after it,
+    in the parent.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["runningBefore"] is True
+    assert found["atFork"] == [["MainThread"]]
+    assert found["child"] == {"running": True, "noticed": True}
+    assert found["parentRunning"] is True
+    assert found["parentNoticed"] is True
+
+
+NO_INOTIFY_CHILD = textwrap.dedent(
+    """
+    import ctypes, errno, json, os, sys, time
+    from twisted_safelog import LogFileWriter, Reporter
+    from twisted_safelog._rotationwatch import rotationWatcher
+
+    # Everything is imported: drop root, then use up this user's inotify
+    # instances (fs.inotify.max_user_instances), as a busy machine can.
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    libc = ctypes.CDLL(None, use_errno=True)
+    held = []
+    while len(held) < 100_000:
+        fd = libc.inotify_init1(0)
+        if fd < 0:
+            exhausted = ctypes.get_errno() == errno.EMFILE
+            break
+        held.append(fd)
+    here = sys.argv[1]
+    notes = []
+    path = os.path.join(here, "app.log")
+    writer = LogFileWriter(path, reporter=Reporter(write=notes.append),
+                           checkInterval=0.05, checkEvery=10**9)
+    results = {"exhausted": exhausted, "held": len(held)}
+    for rotation in range(3):
+        writer.write(f"before {rotation}\\n")
+        results[f"watched {rotation}"] = rotationWatcher.watches(writer)
+        os.rename(path, f"{path}.{rotation}")
+        # The periodic check (every 0.05 s here) notices instead.
+        deadline = time.monotonic() + 20
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            writer.write(f"after {rotation} {n}\\n")
+            if os.path.exists(path):
+                break
+            time.sleep(0.01)
+    results["reopened"] = writer.reopened
+    results["running"] = rotationWatcher.running
+    results["notes"] = notes
+    print(json.dumps(results))
+    """
+)
+
+
+def test_withoutInotifyThePeriodicCheckNoticesAndItIsSaidOnce() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another uid")
+    directory = Path(tempfile.mkdtemp(prefix="safelog-noinotify-"))
+    try:
+        directory.chmod(0o777)
+        result = subprocess.run(
+            [sys.executable, "-c", NO_INOTIFY_CHILD, str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
+        checkWithoutInotify(result, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def checkWithoutInotify(result: subprocess.CompletedProcess[str], tmp_path: Path) -> None:
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["exhausted"] is True, found
+    assert [found[f"watched {n}"] for n in range(3)] == [False] * 3
+    assert found["reopened"] == 3
+    assert found["running"] is False
+    said = [line for line in found["notes"] if "inotify" in line]
+    assert len(said) == 1, found["notes"]
+    assert "cannot watch it for logrotate with inotify" in said[0]
+    assert "fs.inotify.max_user_instances" in said[0]
+    assert "periodic check" in said[0]
+    for n in range(3):
+        assert f"before {n}" in lines(tmp_path / f"app.log.{n}")
