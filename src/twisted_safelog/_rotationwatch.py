@@ -386,27 +386,17 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
                 pass
 
     def _ending(self) -> None:
-        # Writers let go since the last visit leave their watches behind.
+        # Writers let go since the last visit leave their watches behind;
+        # with no watch left, nothing is kept open either (a writer that
+        # comes later opens it all again).
         try:
             self._pruneLocked()
+            if not self._table and not self._members:
+                self._closeLocked()
         except Exception:
             pass
 
-    # -- forks ----------------------------------------------------------------
-
-    def _interrupt(self) -> None:
-        wake = self._wakeWrite
-        if wake is not None:
-            try:
-                os.write(wake, b"\0")
-            except OSError:
-                pass
-
-    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
-        # The inotify descriptor is shared with the parent (whichever reads
-        # an event takes it from the other): the child gets its own, with
-        # the same watches.
-        writers = [(writer, where[1]) for writer, where in list(self._where.items())]
+    def _closeLocked(self) -> None:
         if self._epoll is not None:
             self._epoll.close()
         for fd in (self._fd, self._wakeRead, self._wakeWrite):
@@ -418,6 +408,25 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         self._fd = self._wakeRead = self._wakeWrite = None
         self._epoll = None
         self.doorbell[0] = 0
+
+    # -- forks ----------------------------------------------------------------
+
+    def _interrupt(self) -> None:
+        # Under the lock: the thread may be closing the pipe as it ends.
+        with self._lock:
+            wake = self._wakeWrite
+            if wake is not None:
+                try:
+                    os.write(wake, b"\0")
+                except OSError:
+                    pass
+
+    def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
+        # The inotify descriptor is shared with the parent (whichever reads
+        # an event takes it from the other): the child gets its own, with
+        # the same watches.
+        writers = [(writer, where[1]) for writer, where in list(self._where.items())]
+        self._closeLocked()
         self._table = {}
         self._directories = {}
         self._where = weakref.WeakKeyDictionary()
