@@ -274,65 +274,69 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # The healthy path, which every event of the process pays for (see
         # benchmarks/run.py): the thread's id, the reentry guard (a set add
         # and discard), one flag checked before and after the call, one
-        # counter. A quarantined sink with no probe due and nothing being
-        # delivered pays a clock read, a few checks, a size estimate and a
-        # counter (see _shed). Everything else -- this thread
-        # is already delivering (reentry) or another one is, a probe is
-        # due, the sink is replaying, a failure run is under way -- is
-        # _slowPath's, and error output seen during the call is
-        # _afterDelivery's.
+        # counter. It comes first in this code: Twisted's STDLibLogObserver
+        # (a bridge) asks each record's caller's line number, which is the
+        # frame of this method, and CPython finds it by reading the code's
+        # line table from its start to the call, for every record. A
+        # quarantined sink with no probe due and nothing being delivered
+        # pays a clock read, a few checks, a size estimate and a counter
+        # (_shed, inline below). Everything else -- this thread is already
+        # delivering (reentry) or another one is, a probe is due, the sink
+        # is replaying, a failure run is under way -- is _slowPath's, and
+        # error output seen during the call is _afterDelivery's.
         active = self._active
-        if active or self._degraded:
-            if (
-                not active
-                and self.breaker.state is _OPEN
-                and self._seconds() < self._probeAt
-                and not self.repeats.due
-            ):
-                # Shed: _shed, inline (a quarantined sink pays for this on
-                # every event): the event is appended, the oldest making
-                # room for it, and counted; _afterShed only when the count
-                # reaches the suppression gate, a probe has been let
-                # through meanwhile, or there is a fallback.
-                size = approximateSize(event)
-                if size <= self._slotBytes and not self._bigItems:
-                    self._buffer.append(event)
-                    self._sizes.append(size)
-                else:
-                    self._bufferItem(event, size)
-                tick = next(self._shedTicks)
-                if (
-                    tick >= self._shedGate
-                    or self.breaker.state is not _OPEN
-                    or self.fallback is not None
-                ):
-                    self._afterShed(event, tick)
+        if not (active or self._degraded):
+            tid = currentThread()
+            active.add(tid)
+            try:
+                self._target(event)
+            except Exception as error:
+                self._guard.exit(tid)
+                self._countReceived()
+                self._failure(event, error, describeError(error), first=True)
                 return
-            self._slowPath(event, currentThread())
+            except BaseException:
+                self._guard.exit(tid)
+                self._countReceived()
+                self._interrupted()
+                raise
+            active.discard(tid)
+            if self._degraded:
+                self._afterDelivery(event, tid)
+                return
+            # Received and delivered: one count for both (see
+            # SinkAccounts). Identical-event suppression costs one
+            # comparison more, until the sink has had more than its burst
+            # allowance in an interval.
+            if next(self._fastTicks) >= self._repeatGate:
+                self._repeatsDue()
             return
-        tid = currentThread()
-        active.add(tid)
-        try:
-            self._target(event)
-        except Exception as error:
-            self._guard.exit(tid)
-            self._countReceived()
-            self._failure(event, error, describeError(error), first=True)
+        if (
+            not active
+            and self.breaker.state is _OPEN
+            and self._seconds() < self._probeAt
+            and not self.repeats.due
+        ):
+            # Shed: _shed, inline (a quarantined sink pays for this on every
+            # event): the event is appended, the oldest making room for it,
+            # and counted; _afterShed only when the count reaches the
+            # suppression gate, a probe has been let through meanwhile, or
+            # there is a fallback.
+            size = approximateSize(event)
+            if size <= self._slotBytes and not self._bigItems:
+                self._buffer.append(event)
+                self._sizes.append(size)
+            else:
+                self._bufferItem(event, size)
+            tick = next(self._shedTicks)
+            if (
+                tick >= self._shedGate
+                or self.breaker.state is not _OPEN
+                or self.fallback is not None
+            ):
+                self._afterShed(event, tick)
             return
-        except BaseException:
-            self._guard.exit(tid)
-            self._countReceived()
-            self._interrupted()
-            raise
-        active.discard(tid)
-        if self._degraded:
-            self._afterDelivery(event, tid)
-            return
-        # Received and delivered: one count for both (see SinkAccounts).
-        # Identical-event suppression costs one comparison more, until the
-        # sink has had more than its burst allowance in an interval.
-        if next(self._fastTicks) >= self._repeatGate:
-            self._repeatsDue()
+        self._slowPath(event, currentThread())
 
     def _slowPath(self, event: T, tid: int) -> None:
         """
