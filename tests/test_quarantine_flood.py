@@ -8,6 +8,8 @@ every event that does not stay is counted as an overflow drop, exactly.
 from __future__ import annotations
 
 import errno
+import sys
+import threading
 
 import pytest
 from twisted.internet.task import Clock
@@ -131,3 +133,60 @@ def test_aFloodOfHugeEventsKeepsAtMostTheByteBound() -> None:
     safe.drain()
     assert sink.taken == [199]
     assert safe.stats().balanced
+
+
+def test_threadsFloodingSmallAndOccasionalBigEventsNeverRaiseAndAreAllCounted() -> None:
+    """
+    Four real threads flood a quarantined sink with small events (appended
+    without the lock) and now and then one beyond its share of the byte
+    bound (placed under the lock, which recounts the big items in the
+    buffer while the others keep appending). The thread switch interval is
+    made tiny so that the threads interleave inside every call, as they do
+    now and then at the default one. No call raises (the recount iterated
+    the sizes in Python: 'deque mutated during iteration', with the event
+    then never counted), and every event is counted: received is exactly
+    what was logged, and the accounts balance.
+    """
+    sink = Breakable()
+    safe = SafeObserver(
+        sink,
+        clock=Clock(),
+        reporter=RecordingReporter(),
+        failureThreshold=1,
+        bufferSize=100,
+        bufferBytes=100 * 1000,
+        resetTimeout=1000.0,
+        repeatBurst=0,
+    )
+    safe(event(-1))
+    assert safe.breaker.state is BreakerState.open
+    perThread, threads = 60_000, 4
+    errors: list[str] = []
+
+    def flood(t: int) -> None:
+        for n in range(perThread):
+            try:
+                if n % 150 == 149:
+                    safe(event(n, t=t, payload="b" * 5000))
+                else:
+                    safe(event(n, t=t))
+            except Exception as error:
+                errors.append(repr(error))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        workers = [threading.Thread(target=flood, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(worker.is_alive() for worker in workers)
+    assert errors == []
+    stats = safe.stats()
+    assert stats.received == 1 + perThread * threads
+    assert stats.balanced
+    assert safe.buffered <= safe.bufferSize
+    assert safe.bufferedBytes <= safe.bufferBytes

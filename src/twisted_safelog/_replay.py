@@ -155,8 +155,7 @@ class ReplayBuffer(Generic[T]):
             sizes.append(size)
             # Counted again rather than adjusted: an append without the lock
             # racing with this one may have pushed an item out.
-            slot = self._slotBytes
-            self._bigItems = sum(1 for each in sizes if each > slot)
+            self._bigItems = _countBig(sizes, self._slotBytes)
 
     @property
     def bufferedBytes(self) -> int:
@@ -260,6 +259,26 @@ class ReplayBuffer(Generic[T]):
             with lock:
                 self._draining = False
         self._settle()
+
+
+def _countBig(sizes: deque[int], slot: int) -> int:
+    """
+    How many of C{sizes} are over C{slot}.
+
+    Other threads append to C{sizes} without the lock meanwhile, so it is
+    counted in a snapshot (iterating the deque itself raised C{RuntimeError:
+    deque mutated during iteration} into the caller, and the event went
+    uncounted), and the snapshot is taken again if even that meets an
+    append. Should it keep meeting them, the count errs high (never 0),
+    which only sends appends through the lock until the next count.
+    """
+    for _ in range(3):
+        try:
+            snapshot = tuple(sizes)
+        except RuntimeError:
+            continue
+        return sum([each > slot for each in snapshot])
+    return max(len(sizes), 1)
 
 
 class _Retry(Generic[T]):
