@@ -6,6 +6,7 @@ C{.tac} example, bad configuration, and the loop doctor.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -478,3 +479,169 @@ def test_levelFilterPassesWhatTwistedsFilterPasses(minimum: LogLevel) -> None:
     assert outcomes(ours, seen) == outcomes(twisted, expectedSeen)
     assert seen == expectedSeen
     assert any(seen), "some events pass"
+
+
+class _LevelLike:
+    """
+    Equal to C{LogLevel.error} and hashed like it, but ordered below
+    every level: Twisted's filter compares it and drops it.
+    """
+
+    def __hash__(self) -> int:
+        return hash(LogLevel.error)
+
+    def __eq__(self, other: object) -> bool:
+        return other is LogLevel.error
+
+    def __lt__(self, other: object) -> bool:
+        return True
+
+
+class _Missing(dict):  # type: ignore[type-arg]
+    """
+    A dict whose subscript answers a missing key (get() does not).
+    """
+
+    def __missing__(self, key: str) -> object:
+        return {"log_namespace": "app", "log_level": LogLevel.critical}.get(key)
+
+
+class _Namespace(str):
+    pass
+
+
+@pytest.mark.parametrize("minimum", [LogLevel.info, LogLevel.warn])
+def test_levelFilterTreatsOddEventsAsTwistedsFilterDoes(minimum: LogLevel) -> None:
+    """
+    Events the set lookup must not answer, each made anew for each filter
+    (some are changed by being looked at): mappings whose subscript differs
+    from get() (a defaultdict grows the missing key: it passed, or raised a
+    TypeError, where Twisted drops it), an event with log_trace (Twisted's
+    filter appends itself to it), a level look-alike equal to a LogLevel,
+    a level from a pickled event, a str subclass namespace. Each is passed,
+    dropped or raised on, and left, exactly as with Twisted's
+    C{FilteringLogObserver}.
+    """
+    import pickle
+    from collections import defaultdict
+
+    from twisted_safelog._twistd import _TwistdObserver
+
+    makers: list[Callable[[], Any]] = [
+        lambda: defaultdict(lambda: "app", {"log_level": LogLevel.info}),
+        lambda: defaultdict(str, {"log_namespace": "app"}),
+        lambda: defaultdict(lambda: None, {"log_namespace": "app"}),
+        lambda: _Missing(log_level=LogLevel.critical),
+        lambda: _Missing(log_namespace="app"),
+        lambda: {"log_level": LogLevel.info, "log_namespace": "app", "log_trace": []},
+        lambda: {"log_level": LogLevel.warn, "log_namespace": "app", "log_trace": []},
+        lambda: {"log_level": _LevelLike(), "log_namespace": "app"},
+        lambda: {"log_level": pickle.loads(pickle.dumps(LogLevel.error)), "log_namespace": "a"},
+        lambda: {"log_level": pickle.loads(pickle.dumps(LogLevel.debug)), "log_namespace": "a"},
+        lambda: {"log_level": LogLevel.error, "log_namespace": _Namespace("app")},
+        lambda: {"log_level": LogLevel.debug, "log_namespace": _Namespace("app")},
+    ]
+
+    def outcome(observer: Callable[[Any], None], seen: list[Any], event: Any) -> object:
+        before = len(seen)
+        try:
+            observer(event)
+        except Exception as error:
+            result: object = type(error)
+        else:
+            result = len(seen) > before
+        # What the filter left in the event (the trace: how many entries).
+        left = {k: len(v) if k == "log_trace" else repr(v) for k, v in event.items()}
+        return result, sorted(left.items())
+
+    for make in makers:
+        expectedSeen: list[Any] = []
+        twisted = FilteringLogObserver(
+            expectedSeen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]
+        )
+        seen: list[Any] = []
+        ours = _TwistdObserver(
+            FilteringLogObserver(seen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]),
+            SafeObserver(lambda event: None),
+            seen.append,
+            minimum,
+        )
+        expected = outcome(twisted, expectedSeen, make())
+        # (Object reprs differ between two events made alike: compare
+        # what is not an address.)
+        got = outcome(ours, seen, make())
+        strip = lambda o: str(o).split(" object at ")[0]  # noqa: E731
+        assert strip(got) == strip(expected), make()
+
+
+ODD_EVENTS_TAC = """
+import json, os, pickle
+from collections import defaultdict
+from twisted.application import service
+from twisted.internet import reactor
+from twisted.logger import (
+    FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogPublisher)
+
+application = service.Application("odd events")
+
+class Missing(dict):
+    def __missing__(self, key):
+        return {"log_namespace": "app", "log_level": LogLevel.critical}.get(key)
+
+def makers():
+    for level in LogLevel.iterconstants():
+        yield lambda: {"log_level": level, "log_namespace": "app"}
+        yield lambda: {"log_level": level, "log_namespace": "app", "log_trace": []}
+        yield lambda: defaultdict(lambda: "app", {"log_level": level})
+        yield lambda: defaultdict(str, {"log_namespace": "app"})
+        yield lambda: Missing(log_level=level)
+        yield lambda: {"log_level": pickle.loads(pickle.dumps(level)), "log_namespace": "app"}
+
+def logAll():
+    minimum = LogLevel.levelWithName(os.environ["TWISTED_SAFELOG_LEVEL"])
+    expected = []
+    for n, make in enumerate(makers()):
+        # What Twisted's own filter does with a copy made alike.
+        passed = []
+        FilteringLogObserver(passed.append, [LogLevelFilterPredicate(minimum)])(make())
+        if passed:
+            expected.append(n)
+        event = make()
+        event["log_format"] = "odd event {odd}"
+        event["odd"] = n
+        event["log_time"] = 0.0
+        globalLogPublisher(event)
+    with open("expected.json", "w") as f:
+        json.dump(expected, f)
+    reactor.callLater(0.1, reactor.stop)
+
+reactor.callWhenRunning(logAll)
+"""
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warn", "critical"])
+def test_levelFilterUnderRealTwistdWritesWhatTwistedsFilterPasses(
+    tmp_path: Path, level: str
+) -> None:
+    """
+    Under a real twistd with C{--logger=twisted_safelog.observer} and
+    C{TWISTED_SAFELOG_LEVEL}, an app logs events of every level, plain and
+    odd (a log_trace, mappings whose subscript answers a missing key, a
+    level from a pickled event): the log file has exactly the events that
+    Twisted's C{FilteringLogObserver} passes for a copy of each made alike.
+    """
+    (tmp_path / "odd.tac").write_text(ODD_EVENTS_TAC)
+    log = tmp_path / "odd.log"
+    result = runTwistd(
+        [*FACTORY, f"--logfile={log}", "-y", "odd.tac"],
+        tmp_path,
+        environment(TWISTED_SAFELOG_LEVEL=level),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    written = [
+        int(line.rsplit(" ", 1)[1]) for line in log.read_text().splitlines() if "odd event " in line
+    ]
+    assert written == expected
+    assert expected, "some events pass"

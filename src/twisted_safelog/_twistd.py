@@ -330,12 +330,13 @@ class _TwistdObserver:
     the hardened sink. Hardened (it provides L{IHardenedSink}), so
     L{install} does not wrap it again; not registered, as its sink is.
 
-    An event with a C{LogLevel} and a namespace string gets
-    C{LogLevelFilterPredicate}'s verdict from one set lookup (a predicate
-    with only a default level passes an event if and only if its level is
-    at least that level and its namespace is not empty); any other event
-    goes through C{filtered}, Twisted's own C{FilteringLogObserver}, and
-    is passed or dropped exactly as Twisted does.
+    A plain dict event with a C{LogLevel} and a namespace string, and no
+    C{log_trace}, gets C{LogLevelFilterPredicate}'s verdict from one set
+    lookup (a predicate with only a default level passes an event if and
+    only if its level is at least that level and its namespace is not
+    empty); any other event goes through C{filtered}, Twisted's own
+    C{FilteringLogObserver}, and is passed, dropped or changed exactly as
+    Twisted does.
     """
 
     def __init__(
@@ -357,24 +358,33 @@ class _TwistdObserver:
         return f"<twisted_safelog.observer {self.sink!r}>"
 
     def __call__(self, event: Any) -> None:
-        try:
-            namespace = event["log_namespace"]
-            passing = event["log_level"] in self._passing
-        except Exception:
-            self.filtered(event)
-            return
-        if type(namespace) is not str or not namespace:
-            self.filtered(event)
-        elif passing:
-            self._top(event)
-        elif event["log_level"] not in _LEVELS:
-            self.filtered(event)
+        # Only a plain dict (a subclass or another mapping may answer a
+        # subscript otherwise than get(), which Twisted uses: a defaultdict
+        # would grow the missing key and pass), without log_trace (Twisted's
+        # filter records itself in it), with one of the LogLevel constants
+        # (a look-alike equal to one is compared as Twisted compares it).
+        if type(event) is dict and "log_trace" not in event:
+            try:
+                namespace = event["log_namespace"]
+                level = event["log_level"]
+            except KeyError:
+                pass
+            else:
+                if type(namespace) is str and namespace and type(level) is _CONSTANT:
+                    if level in self._passing:
+                        self._top(event)
+                        return
+                    if level in _LEVELS:
+                        return
+        self.filtered(event)
 
     def stats(self) -> Any:
         return self.sink.stats()
 
 
 _LEVELS = frozenset(LogLevel.iterconstants())
+#: The type of the LogLevel constants (constantly's NamedConstant).
+_CONSTANT = type(LogLevel.info)
 
 
 def _bridge(
