@@ -951,3 +951,60 @@ def test_aReportLockHeldAtTheForkDoesNotHangTheChild() -> None:
         timeout=60,
     )
     assert result == {"delivered": 1, "balanced": True}
+
+
+def test_forkWhileEightThreadsLogIntoANonBlockingObserverLeavesTheChildBalanced() -> None:
+    """
+    A real fork while eight threads log into a L{NonBlockingObserver} as
+    fast as they can into a sink a little slower than that: each of those
+    threads, gone in the child, was inside a call (most waiting for the
+    queue's lock), its event counted as received and not yet queued or
+    dropped. Each child's
+    accounts balance once it has logged and flushed its own events (each
+    was 8 short, one per thread, before).
+    """
+    result = runScript(
+        """
+        seen = []
+        def sink(e):
+            seen.append(e["n"])
+            if len(seen) % 64 == 0:
+                # Slower than eight threads log: the queue fills, and
+                # callers wait for its lock.
+                time.sleep(0.0005)
+        observer = NonBlockingObserver(sink, maxQueue=1000)
+        stop = threading.Event()
+        def log(t):
+            k = 0
+            while not stop.is_set():
+                observer(ev(k))
+                k += 1
+        threads = [threading.Thread(target=log, args=(t,), daemon=True) for t in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        def child():
+            for k in range(200):
+                observer(ev(-k))
+            flushed = observer.flush(20)
+            s = observer.stats()
+            return {"balanced": s.balanced, "summary": s.summary(), "flushed": flushed}
+        children = []
+        for _ in range(6):
+            children.append(inChild(child))
+            time.sleep(0.03)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        observer.flush(20)
+        s = observer.stats()
+        print(json.dumps({"children": children, "parent": s.balanced}))
+        """,
+        timeout=120,
+    )
+    children = result["children"]
+    assert len(children) == 6  # type: ignore[arg-type]
+    assert all(c["flushed"] for c in children)  # type: ignore[index,union-attr]
+    unbalanced = [c for c in children if not c["balanced"]]  # type: ignore[index,union-attr]
+    assert unbalanced == []
+    assert result["parent"] is True

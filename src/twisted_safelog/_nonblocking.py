@@ -450,6 +450,18 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         if not keepPending:
             channel.queue.clear()
         lost = inFlight + (0 if keepPending else queued)
+        # Threads that are gone here may have been inside a call: each had
+        # counted its event as received, and will never queue it, drop it
+        # or count it here. Read from the counters, not stats(): the
+        # wrapped sink's report lock may be held by one of them.
+        settled = (
+            self._delivered.value
+            + self._failed.value
+            + sum(self._drops.byReason().values())
+            + lost
+            + len(channel.queue)
+        )
+        lost += max(self._received.value - settled, 0)
         if lost:
             # Not lost: the parent delivers them (see _safe's twin).
             self._drops.add(DropReason.fork, lost)
