@@ -482,3 +482,65 @@ def test_aSteadyStreamDoesNotWakeTheWorkerForEachEvent() -> None:
     switches = _switches(worker) - before
     observer.close()
     assert switches < count / 4, f"{switches} context switches for {count} events"
+
+
+class _SlowToCopy(Mapping[str, Any]):
+    """
+    An event mapping whose items take a while to read: copying it runs
+    Python code, during which other threads run.
+    """
+
+    def __init__(self, **items: Any) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> Any:
+        time.sleep(0.01)
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
+    """
+    Sixteen threads log at once into an observer whose worker is stuck on
+    the first event, with C{maxQueue=4}: each caller found the queue under
+    the lock-free threshold, then copied its event (a mapping slow to
+    copy) while the others did the same. The queue never holds more than
+    C{maxQueue} (it held all 16), the rest is dropped as overflow, and the
+    accounts balance.
+    """
+    gate = threading.Event()
+    delivered: list[Any] = []
+
+    def stuck(e: Any) -> None:
+        assert gate.wait(30)
+        delivered.append(e["n"])
+
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(stuck, maxQueue=4, reporter=reporter)
+    observer(event(-1))
+    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    callers = [
+        threading.Thread(target=observer, args=(_SlowToCopy(n=n, log_namespace="t"),))
+        for n in range(16)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert not any(caller.is_alive() for caller in callers)
+    queued = len(observer._channel.queue)
+    stats = observer.stats()
+    gate.set()
+    assert observer.flush(30)
+    after = observer.stats()
+    observer.close()
+    assert queued <= 4
+    assert stats.received == 17
+    assert stats.droppedByReason["overflow"] == 16 - queued
+    assert after.balanced
+    assert len(delivered) == 1 + queued

@@ -241,10 +241,14 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             except Exception:
                 self._enqueue(event)
                 return
-            queue.append(copy)
-            if channel.sleeping:
-                channel.poke()
-            return
+            # Looked at again after the copy: copying a mapping runs its
+            # code, during which other threads append (16 events queued at
+            # once with maxQueue=4, when each waited there).
+            if len(queue) < self._lockFreeBelow:
+                queue.append(copy)
+                if channel.sleeping:
+                    channel.poke()
+                return
         self._enqueue(event)
 
     def _lookedAt(self, event: LogEvent) -> None:
