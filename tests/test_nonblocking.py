@@ -544,3 +544,57 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     assert stats.droppedByReason["overflow"] == 16 - queued
     assert after.balanced
     assert len(delivered) == 1 + queued
+
+
+class _HeldWhileCopied(Mapping[str, Any]):
+    """
+    An event mapping whose copy, once begun, waits until C{release} is
+    set: the caller is then between its look at the worker and its append.
+    """
+
+    def __init__(self, **items: Any) -> None:
+        self._items = items
+        self.copying = threading.Event()
+        self.release = threading.Event()
+
+    def __getitem__(self, key: str) -> Any:
+        self.copying.set()
+        assert self.release.wait(30)
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@pytest.mark.parametrize("maxQueue", [10, 1])
+def test_anEventLoggedWhileTheWorkerStopsIsDeliveredWithoutAnotherEvent(maxQueue: int) -> None:
+    """
+    Another thread logs while C{stop()} ends the worker: it found the worker
+    running, and it appends (without the queue's lock; with C{maxQueue=1},
+    under it) after the worker's last look at the queue. The event is
+    delivered without waiting for another event to start the worker again
+    (it stayed queued, with no worker, until the next one).
+    """
+    delivered: list[Any] = []
+    observer = NonBlockingObserver(
+        lambda e: delivered.append(e["n"]), maxQueue=maxQueue, reporter=RecordingReporter()
+    )
+    observer(event(-1))
+    assert waitFor(lambda: delivered == [-1], 10)
+    late = _HeldWhileCopied(n=0, log_namespace="t")
+    caller = threading.Thread(target=observer, args=(late,))
+    caller.start()
+    try:
+        assert late.copying.wait(10)
+        observer.stop(10)
+        assert not observer._channel.alive
+    finally:
+        late.release.set()
+        caller.join(30)
+    assert not caller.is_alive()
+    assert waitFor(lambda: 0 in delivered, 10), (delivered, len(observer._channel.queue))
+    observer.close()
+    assert observer.stats().balanced

@@ -246,10 +246,21 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             # once with maxQueue=4, when each waited there).
             if len(queue) < self._lockFreeBelow:
                 queue.append(copy)
-                if channel.sleeping:
-                    channel.poke()
+                if channel.sleeping or not channel.alive:
+                    self._wake()
                 return
         self._enqueue(event)
+
+    def _wake(self) -> None:
+        """
+        An event was queued while the worker sleeps, or after it ended
+        (C{stop()} on another thread, after this caller saw it running):
+        wake it, or start it again.
+        """
+        if self._channel.alive:
+            self._channel.poke()
+        else:
+            self._start()
 
     def _lookedAt(self, event: LogEvent) -> None:
         """
@@ -280,6 +291,7 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         item: Any = Marked(copy, self._markToken) if marked else copy
         channel = self._channel
         queue = channel.queue
+        ended = False
         with channel.lock:
             size = len(queue)
             if size >= self.discardAt and self._lowPriority(event):
@@ -299,8 +311,13 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
                 queue.append(item)
                 if channel.sleeping or size >= self._wakeAt:
                     channel.wake.notify()
+                # Ended (stop() on another thread) after this caller saw
+                # it running: started again below.
+                ended = not channel.alive
         if reason is not None:
             self._drop(reason, 1)
+        elif ended:
+            self._start()
 
     def _slowCall(self, event: LogEvent) -> None:
         """

@@ -236,6 +236,17 @@ class Channel:
     def pending(self) -> int:
         return len(self.queue) + self.inFlight
 
+    def ended(self) -> None:
+        """
+        The worker ends (called by it, with the lock held): a worker started
+        after this is the new one, which the old one's exit leaves alone.
+        """
+        self.alive = False
+        self.workerIdent = None
+        self.worker = None
+        self.idle.notify_all()
+        self.room.notify_all()
+
 
 def work(
     channel: Channel,
@@ -253,13 +264,23 @@ def work(
     channel.workerIdent = currentThread()
     queue = channel.queue
     pace = _Pace()
+    ended = False
     try:
         waited = False
         while True:
             with channel.lock:
-                if not queue:
-                    if channel.stopping:
+                if not queue and channel.stopping:
+                    # Callers append without the lock once they have seen
+                    # it alive: it says it has ended before its last look
+                    # at the queue, so that such an event is either seen
+                    # here or the caller sees that and starts a worker.
+                    channel.alive = False
+                    if not queue:
+                        ended = True
+                        channel.ended()
                         return
+                    channel.alive = True
+                if not queue:
                     channel.idle.notify_all()
                     if not waited and not sink.buffered and pace.waitForMore():
                         # Not sleeping: callers queue without waking it.
@@ -316,12 +337,9 @@ def work(
                     channel.inFlight = 0
                     channel.busySince = 0.0
     finally:
-        with channel.lock:
-            channel.alive = False
-            channel.workerIdent = None
-            channel.worker = None
-            channel.idle.notify_all()
-            channel.room.notify_all()
+        if not ended:
+            with channel.lock:
+                channel.ended()
 
 
 def _idleWait(sink: HardenedSink[Any]) -> float | None:
