@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -303,14 +303,26 @@ def test_overflowNeverGoesDownWhileEightThreadsLogIntoAFlappingSink() -> None:
     assert reported == counted
 
 
-class PreemptedOnTheWayIn(dict):  # type: ignore[type-arg]
+class PreemptedOnTheWayIn(Mapping[str, Any]):
     """
     An event whose size estimate, taken on its way into the replay buffer,
     first lets another thread run to the end (as a thread switch there
-    would): C{vars()} reads C{__dict__} of an event that is not a plain dict.
+    would): C{vars()} reads C{__dict__} of an event that is not a dict.
     """
 
     other: ClassVar[list[Callable[[], None]]] = []
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self.items_ = items
+
+    def __getitem__(self, key: str) -> Any:
+        return self.items_[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.items_)
+
+    def __len__(self) -> int:
+        return len(self.items_)
 
     def __getattribute__(self, name: str) -> Any:
         if name == "__dict__" and PreemptedOnTheWayIn.other:

@@ -190,3 +190,42 @@ def test_threadsFloodingSmallAndOccasionalBigEventsNeverRaiseAndAreAllCounted() 
     assert stats.balanced
     assert safe.buffered <= safe.bufferSize
     assert safe.bufferedBytes <= safe.bufferBytes
+
+
+@pytest.mark.parametrize("kind", ["OrderedDict", "defaultdict"])
+def test_aFloodOfHugeDictSubclassEventsKeepsAtMostTheByteBound(kind: str) -> None:
+    """
+    Events that are dict subclasses (an C{OrderedDict}, a C{defaultdict}),
+    each larger than half the byte bound, are sized by their items like a
+    dict (they were sized by their attributes, which they do not have: 64
+    bytes each, so twenty 12 kB events were kept against a 20 kB bound).
+    """
+    from collections import OrderedDict, defaultdict
+
+    def make(n: int) -> LogEvent:
+        items = event(n, payload="h" * 12_000 + str(n))
+        return OrderedDict(items) if kind == "OrderedDict" else defaultdict(str, items)
+
+    sink = Breakable()
+    clock = Clock()
+    safe = SafeObserver(
+        sink,
+        clock=clock,
+        reporter=RecordingReporter(),
+        failureThreshold=1,
+        bufferSize=20,
+        bufferBytes=20_000,
+        resetTimeout=10.0,
+        repeatBurst=0,
+    )
+    for n in range(100):
+        safe(make(n))
+        assert safe.buffered <= 1
+        assert safe.bufferedBytes <= safe.bufferBytes
+    stats = safe.stats()
+    assert stats.droppedByReason["overflow"] == 100 - 1 - stats.failed
+    sink.broken = False
+    clock.advance(10.0)
+    safe.drain()
+    assert sink.taken == [99]
+    assert safe.stats().balanced

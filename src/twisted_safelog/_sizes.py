@@ -43,7 +43,14 @@ def approximateSize(item: object) -> int:
     raises.
     """
     try:
-        values: Any = item.values() if type(item) is dict else vars(item).values()
+        if type(item) is dict:
+            values: Any = item.values()
+        elif isinstance(item, dict):
+            # A dict subclass (an OrderedDict, a defaultdict): its items, not
+            # its attributes (it has none: a 12 kB event was 64 bytes).
+            values = dict.values(item)
+        else:
+            values = vars(item).values()
         # Every value costs about an object and a slot; strings, bytes and
         # containers their length on top (the loop is the hot part: no call
         # per value for the common str and scalars, and one test of the
