@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -598,3 +599,57 @@ def test_anEventLoggedWhileTheWorkerStopsIsDeliveredWithoutAnotherEvent(maxQueue
     assert waitFor(lambda: 0 in delivered, 10), (delivered, len(observer._channel.queue))
     observer.close()
     assert observer.stats().balanced
+
+
+class _SwitchWhenCounted(deque):  # type: ignore[type-arg]
+    """
+    The observer's queue, where a flush that gives up counts what is left
+    first lets another thread run to the end (as a thread switch right
+    after that count would): C{run} is called once, there.
+    """
+
+    run: Any = None
+
+    def __len__(self) -> int:
+        length = super().__len__()
+        run = self.run
+        if run is not None and sys._getframe(1).f_code.co_name == "waitDelivered":
+            self.run = None
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join(30)
+        return length
+
+
+def test_anEventQueuedAsAFlushGivesUpIsCountedNotLost() -> None:
+    """
+    A flush that gives up (its sink stuck) counts what is left as dropped
+    and empties the queue, while another thread logs (without the queue's
+    lock): an event that thread queues after the count is either counted
+    with the others or stays queued and is delivered, never emptied away
+    uncounted (it was: received one more than every outcome together).
+    """
+    gate = threading.Event()
+    delivered: list[Any] = []
+
+    def stuck(e: Any) -> None:
+        assert gate.wait(30)
+        delivered.append(e["n"])
+
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(stuck, stallTimeout=0, reporter=reporter)
+    observer._channel.queue = queue = _SwitchWhenCounted()
+    observer(event(-1))
+    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    for n in range(3):
+        observer(event(n))
+    queue.run = lambda: observer(event(99))
+    assert not observer.flush(0.05)
+    assert queue.run is None, "the other thread ran as the flush counted"
+    gate.set()
+    assert observer.flush(10)
+    stats = observer.stats()
+    observer.close()
+    assert stats.received == 5
+    assert stats.balanced, stats
+    assert stats.delivered + stats.droppedByReason["shutdown"] == 5
