@@ -121,6 +121,28 @@ def test_aMovedFileIsReplacedAfterTheGraceIfNobodyCreatesOne(tmp_path: Path) -> 
     writer.close()
 
 
+def test_theGraceCountsFromTheMoveNotFromTheNextWrite(tmp_path: Path) -> None:
+    """
+    A plain C{mv app.log app.log.1} and nothing after it, then the next
+    event a second later (a quiet application): the grace for logrotate's
+    create is long over, so that event goes to a new file at the path, not
+    to the moved one (as the periodic check alone would do too).
+    """
+    now = [0.0]
+    path = tmp_path / "app.log"
+    writer = LogFileWriter(path, reporter=RecordingReporter(), clock=lambda: now[0], **NEVER)
+    writer.write("before\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    os.rename(path, tmp_path / "app.log.1")
+    # The watcher has flagged the writer (its next write checks the path).
+    assert waitFor(lambda: writer._checkAt == float("-inf"))
+    now[0] += 1.0
+    writer.write("a second later\n")
+    assert lines(path) == ["a second later"]
+    assert lines(tmp_path / "app.log.1") == ["before"]
+    writer.close()
+
+
 def test_aClosedWriterRemovesItsWatch(tmp_path: Path) -> None:
     path = tmp_path / "own" / "app.log"
     path.parent.mkdir()

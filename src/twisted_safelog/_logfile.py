@@ -152,6 +152,10 @@ class LogFileWriter(PathKeeping):
         # Since when the path has been missing while the open file is
         # still linked (see _awaitingCreate).
         self._missingSince: float | None = None
+        # When the watcher last saw the file moved or deleted (by the
+        # writer's clock): the grace counts from then, not from the next
+        # write, which may come long after.
+        self._movedAt: float | None = None
         self._size = 0
         self._regular = True
         # The first successful open decides whether a link at the path is
@@ -302,6 +306,8 @@ class LogFileWriter(PathKeeping):
         with the open file's.
         """
         written, self._unchecked = self._unchecked, 0
+        # Taken before the stat: a move flagged from now on is kept.
+        movedAt, self._movedAt = self._movedAt, None
         now = self._clock()
         self._checkAt = now + self.checkInterval
         try:
@@ -312,7 +318,11 @@ class LogFileWriter(PathKeeping):
         if self._fd is not None and identity == self._identity:
             self._missingSince = None
             return self._fd
-        if self._fd is not None and identity is None and self._awaitingCreate(self._fd, now):
+        if (
+            self._fd is not None
+            and identity is None
+            and self._awaitingCreate(self._fd, now, movedAt)
+        ):
             return self._fd
         if self._fd is not None:
             self.reopened += 1
@@ -320,7 +330,7 @@ class LogFileWriter(PathKeeping):
         self._closeFile()
         return self._open()
 
-    def _awaitingCreate(self, fd: int, now: float) -> bool:
+    def _awaitingCreate(self, fd: int, now: float, movedAt: float | None) -> bool:
         """
         The path is missing: should the writer keep writing to the file it
         has open (still linked, so moved away) for a moment? Yes while
@@ -329,7 +339,10 @@ class LogFileWriter(PathKeeping):
         C{O_EXCL}; a writer that made it first would make logrotate fail
         (it moves the writer's file aside as C{path-DATE.backup}, and
         says so as an error). The watcher flags the writer when the new
-        file is there.
+        file is there. The grace counts from C{movedAt}, when the watcher
+        saw the move, if it did: after a plain C{mv} and nothing else, the
+        next event of a quiet application goes to a new file at the path,
+        not to the moved one.
         """
         watcher = self._watcher
         if watcher is None or not watcher.watches(self):
@@ -340,8 +353,8 @@ class LogFileWriter(PathKeeping):
         except OSError:
             return False
         if self._missingSince is None:
-            self._missingSince = now
-        elif now - self._missingSince >= CREATE_GRACE:
+            self._missingSince = now if movedAt is None else min(movedAt, now)
+        if now - self._missingSince >= CREATE_GRACE:
             return False
         self._checkAt = min(self._checkAt, self._missingSince + CREATE_GRACE)
         return True
@@ -387,6 +400,7 @@ class LogFileWriter(PathKeeping):
         # _pathMoved) is not overwritten.
         self._unchecked = 0
         self._checkAt = self._clock() + self.checkInterval
+        self._movedAt = None
         path = self.path
         if self._opened:
             path, follow = self._reopenPath()
@@ -438,9 +452,15 @@ class LogFileWriter(PathKeeping):
     def _pathMoved(self) -> None:
         """
         The rotation watcher saw the file at the path moved, deleted or
-        replaced: check the path at the next write. Only a flag (called
-        from the watcher's thread; the next check sets it again).
+        replaced: check the path at the next write. Only a flag and
+        the time (called from the watcher's thread; the next check sets it
+        again).
         """
+        if self._movedAt is None:
+            try:
+                self._movedAt = self._clock()
+            except Exception:
+                pass
         self._checkAt = _CHECK_NOW
 
     def _closeFile(self) -> None:
