@@ -29,38 +29,31 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import select
-import struct
-import sys
-import threading
+import stat
 import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from ._background import ProcessThread
+from ._inotify import (
+    DIRECTORY_EVENTS,
+    HEADER,
+    IN_IGNORED,
+    IN_Q_OVERFLOW,
+    NAME_EVENTS,
+    Inotify,
+    limitHint,
+    shortSlice,
+)
 
 __all__ = ["IWatchedFile", "RotationWatcher", "rotationWatcher"]
 
-IN_MOVED_FROM = 0x40
-IN_MOVED_TO = 0x80
-IN_CREATE = 0x100
-IN_DELETE = 0x200
-IN_DELETE_SELF = 0x400
-IN_MOVE_SELF = 0x800
-IN_UNMOUNT = 0x2000
-IN_Q_OVERFLOW = 0x4000
-IN_IGNORED = 0x8000
-IN_ONLYDIR = 0x01000000
-IN_CLOEXEC = 0o2000000
-IN_NONBLOCK = 0o4000
 
-#: A name in the directory now means another file (or none).
-_NAME_EVENTS = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
-#: The directory itself is gone or somewhere else: every file in it.
-_DIRECTORY_EVENTS = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
-_MASK = _NAME_EVENTS | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
-_HEADER = struct.Struct("iIII")
+#: Epoll objects whose descriptor number the application took over (it
+#: closed ours, as a daemonizing library does): never closed, since that
+#: would close the application's file; kept here so that no finalizer does.
+_abandoned: list[select.epoll] = []
 
 #: Longest wait of the thread, in seconds, before it looks whether any
 #: writer is left (it is woken at once for a fork).
@@ -79,98 +72,6 @@ class IWatchedFile(Protocol):
         """
 
 
-class _Inotify:
-    """
-    The three libc calls, through ctypes, or the reason they are missing.
-    """
-
-    def __init__(self) -> None:
-        self.missing: str | None = None
-        if not sys.platform.startswith("linux"):
-            self.missing = f"inotify is Linux only (this is {sys.platform})"
-            return
-        if sys.byteorder != "little":
-            # The doorbell is the low byte of epoll_event.events.
-            self.missing = "the rotation watcher needs a little-endian machine"
-            return
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            self._init1 = libc.inotify_init1
-            self._addWatch = libc.inotify_add_watch
-            self._rmWatch = libc.inotify_rm_watch
-            #: epoll_wait(), called without the GIL (a ctypes function).
-            self.epollWait = libc.epoll_wait
-        except (OSError, AttributeError) as error:
-            self.missing = f"no inotify in the C library ({error})"
-            return
-        self._init1.argtypes = [ctypes.c_int]
-        self._init1.restype = ctypes.c_int
-        self._addWatch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self._addWatch.restype = ctypes.c_int
-        self._rmWatch.argtypes = [ctypes.c_int, ctypes.c_int]
-        self._rmWatch.restype = ctypes.c_int
-        self.epollWait.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        self.epollWait.restype = ctypes.c_int
-
-    def init(self) -> int:
-        fd: int = self._init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            raise _oserror()
-        return fd
-
-    def addWatch(self, fd: int, directory: str) -> int:
-        wd: int = self._addWatch(fd, os.fsencode(directory), _MASK)
-        if wd < 0:
-            raise _oserror()
-        return wd
-
-    def rmWatch(self, fd: int, wd: int) -> None:
-        self._rmWatch(fd, wd)
-
-
-#: sched_setattr's system call number, where known.
-_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine())
-#: The thread's time slice, in nanoseconds (the shortest Linux allows).
-_SLICE = 100_000
-_SCHED_FLAG_KEEP_POLICY = 0x08
-
-
-def _shortSlice() -> None:
-    """
-    Ask Linux (6.12 and later, EEVDF) for a short time slice for the calling
-    thread: woken by an event it then runs at once, instead of after the
-    slice of whatever runs on a busy CPU (up to a few milliseconds, time
-    enough for logrotate to start compressing). It runs for microseconds
-    at a time, so it takes nothing from anyone. Unprivileged; where
-    unknown or refused, nothing changes.
-    """
-    if _SCHED_SETATTR is None or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        # The thread's nice value and policy stay what they are.
-        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        # struct sched_attr (version 1): size, policy, flags, nice,
-        # priority, runtime, deadline, period.
-        attr = struct.pack("IIQiIQQQ", 48, 0, _SCHED_FLAG_KEEP_POLICY, nice, 0, _SLICE, 0, 0)
-        libc.syscall(_SCHED_SETATTR, 0, ctypes.c_char_p(attr), 0)
-    except Exception:
-        pass
-
-
-def _oserror() -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, os.strerror(code))
-
-
-def _limitHint(error: OSError) -> str:
-    if error.errno == errno.EMFILE:
-        return "; the limit is the sysctl fs.inotify.max_user_instances"
-    if error.errno == errno.ENOSPC:
-        return "; the limit is the sysctl fs.inotify.max_user_watches"
-    return ""
-
-
 class RotationWatcher(ProcessThread[IWatchedFile]):
     """
     The process's one inotify thread over every open log file's directory.
@@ -178,7 +79,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
 
     threadName = "twisted-safelog rotation watcher"
 
-    def __init__(self, inotify: Callable[[], _Inotify] = _Inotify) -> None:
+    def __init__(self, inotify: Callable[[], Inotify] = Inotify) -> None:
         self._inotify = inotify()
         #: Where the kernel writes the thread's epoll_wait() result: not
         #: zero at index 0 (the low byte of the events, EPOLLIN) from the
@@ -195,6 +96,8 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         self._epoll: select.epoll | None = None
         self._wakeRead: int | None = None
         self._wakeWrite: int | None = None
+        # What fstat() said of the four descriptors when they were opened.
+        self._identities: tuple[tuple[int, int, int], ...] | None = None
         # Watch descriptor -> file name -> writers of that file.
         self._table: dict[int, dict[str, weakref.WeakSet[IWatchedFile]]] = {}
         self._directories: dict[int, str] = {}
@@ -243,7 +146,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
             self._told.add(writer)
             return (
                 f"log file {writer.path}: cannot watch it for logrotate with inotify "
-                f"({error.strerror or error}{_limitHint(error)}); a rotated or deleted file "
+                f"({error.strerror or error}{limitHint(error)}); a rotated or deleted file "
                 "is noticed at the next periodic check instead, so with logrotate's compress "
                 "use delaycompress or a postrotate that reopens the file"
             )
@@ -315,12 +218,67 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
             raise
         self._fd, self._wakeRead, self._wakeWrite = fd, wakeRead, wakeWrite
         self._epoll = epoll
+        self._identities = self._identify()
+
+    def _identify(self) -> tuple[tuple[int, int, int], ...] | None:
+        """
+        The device, inode and type of the four descriptors, or L{None} if
+        one is closed. The two ends of the wake pipe are unique to it.
+        """
+        epoll = self._epoll
+        try:
+            fds = [self._fd, self._wakeRead, self._wakeWrite, epoll and epoll.fileno()]
+            found = []
+            for fd in fds:
+                if fd is None:
+                    return None
+                st = os.fstat(fd)
+                found.append((st.st_dev, st.st_ino, stat.S_IFMT(st.st_mode)))
+        except (OSError, ValueError):
+            return None
+        return tuple(found)
+
+    def _ours(self) -> bool:
+        """
+        Are the descriptors still the ones we opened? The application may
+        have closed them (a daemonizing library closes every descriptor
+        after its fork) and their numbers may be its files now.
+        """
+        return self._identities is not None and self._identify() == self._identities
+
+    def _forgetLocked(self) -> list[tuple[IWatchedFile, str]]:
+        """
+        The descriptors are not ours any more: forget them without closing
+        them (their numbers may be the application's now) and every watch
+        with them. Returns the writers that were watched, with their names.
+        """
+        writers = [(writer, where[1]) for writer, where in list(self._where.items())]
+        if self._epoll is not None:
+            _abandoned.append(self._epoll)
+        self._fd = self._wakeRead = self._wakeWrite = None
+        self._epoll = None
+        self._identities = None
+        self._table = {}
+        self._directories = {}
+        self._where = weakref.WeakKeyDictionary()
+        return writers
+
+    def _watchAgainLocked(self, writers: list[tuple[IWatchedFile, str]]) -> None:
+        """
+        Watch C{writers} again, with descriptors of our own; those that
+        cannot be are left to the periodic check.
+        """
+        for writer, name in writers:
+            try:
+                self._addLocked(writer, os.path.dirname(writer.path), name)
+            except Exception:
+                self._members.discard(writer)
 
     # -- the thread ---------------------------------------------------------
 
     def wait(self, members: list[IWatchedFile]) -> float:
         # Called on the thread as it starts.
-        _shortSlice()
+        shortSlice()
         return 0.0
 
     def visit(self, members: list[IWatchedFile]) -> float:
@@ -340,6 +298,15 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         bell[0] = 0
         epollWait(epollFd, address, 1, milliseconds)
         try:
+            with self._lock:
+                lost = [] if self._ours() else self._forgetLocked()
+                if lost:
+                    # What came meanwhile went unseen: each checks its path.
+                    self._watchAgainLocked(lost)
+            if lost:
+                for writer, _ in lost:
+                    writer._pathMoved()
+                return 0.0
             try:
                 while os.read(wake, 512):
                     pass
@@ -360,13 +327,13 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         moved: list[IWatchedFile] = []
         offset = 0
         with self._lock:
-            while offset + _HEADER.size <= len(data):
-                wd, mask, _, length = _HEADER.unpack_from(data, offset)
-                name = data[offset + _HEADER.size : offset + _HEADER.size + length]
-                offset += _HEADER.size + length
+            while offset + HEADER.size <= len(data):
+                wd, mask, _, length = HEADER.unpack_from(data, offset)
+                name = data[offset + HEADER.size : offset + HEADER.size + length]
+                offset += HEADER.size + length
                 if mask & IN_Q_OVERFLOW:
                     moved.extend(self._where.keys())
-                elif mask & _DIRECTORY_EVENTS:
+                elif mask & DIRECTORY_EVENTS:
                     for writers in self._table.get(wd, {}).values():
                         moved.extend(writers)
                     if mask & IN_IGNORED:
@@ -376,7 +343,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
                         for writers in self._table.pop(wd, {}).values():
                             for writer in list(writers):
                                 self._where.pop(writer, None)
-                elif mask & _NAME_EVENTS:
+                elif mask & NAME_EVENTS:
                     key = os.fsdecode(name.rstrip(b"\0"))
                     moved.extend(self._table.get(wd, {}).get(key, ()))
         for writer in moved:
@@ -397,6 +364,8 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
             pass
 
     def _closeLocked(self) -> None:
+        if not self._ours():
+            self._forgetLocked()
         if self._epoll is not None:
             self._epoll.close()
         for fd in (self._fd, self._wakeRead, self._wakeWrite):
@@ -407,6 +376,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
                     pass
         self._fd = self._wakeRead = self._wakeWrite = None
         self._epoll = None
+        self._identities = None
         self.doorbell[0] = 0
 
     # -- forks ----------------------------------------------------------------
@@ -415,7 +385,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         # Under the lock: the thread may be closing the pipe as it ends.
         with self._lock:
             wake = self._wakeWrite
-            if wake is not None:
+            if wake is not None and self._ours():
                 try:
                     os.write(wake, b"\0")
                 except OSError:
@@ -431,11 +401,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         self._directories = {}
         self._where = weakref.WeakKeyDictionary()
         then = super()._afterForkInChild(keepPending)
-        for writer, name in writers:
-            try:
-                self._addLocked(writer, os.path.dirname(writer.path), name)
-            except Exception:
-                self._discard(writer)
+        self._watchAgainLocked(writers)
         return then
 
 
