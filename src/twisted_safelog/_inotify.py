@@ -96,10 +96,34 @@ class Inotify:
 
 
 #: sched_setattr's system call number, where known.
-_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine())
+_SCHED_SETATTR = (
+    {"x86_64": 314, "aarch64": 274}.get(platform.machine())
+    # A 32-bit (or x32) interpreter on a 64-bit kernel: other numbers.
+    if ctypes.sizeof(ctypes.c_void_p) == 8
+    else None
+)
 #: The thread's time slice, in nanoseconds (the shortest Linux allows).
 _SLICE = 100_000
 _SCHED_FLAG_KEEP_POLICY = 0x08
+
+
+def _unfiltered() -> bool:
+    """
+    Is the process free of seccomp filters? Under one, a system call it
+    does not allow may kill the process (systemd's
+    C{SystemCallFilter=~@resources}, which C{systemd-analyze security}
+    recommends, sends SIGSYS on C{sched_setattr} unless
+    C{SystemCallErrorNumber=} is set), and there is no asking a filter
+    what it would do: a short time slice is not worth that.
+    """
+    try:
+        with open("/proc/thread-self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Seccomp:"):
+                    return line.split()[1:2] == [b"0"]
+    except (OSError, IndexError):
+        pass
+    return False
 
 
 def shortSlice() -> None:
@@ -109,9 +133,13 @@ def shortSlice() -> None:
     slice of whatever runs on a busy CPU (up to a few milliseconds, time
     enough for logrotate to start compressing). It runs for microseconds
     at a time, so it takes nothing from anyone. Unprivileged; where
-    unknown or refused, nothing changes.
+    unknown or refused, nothing changes; under a seccomp filter (which
+    might kill the process for it) and on a 32-bit interpreter, it is not
+    asked.
     """
     if _SCHED_SETATTR is None or not sys.platform.startswith("linux"):
+        return
+    if not _unfiltered():
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
