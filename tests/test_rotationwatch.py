@@ -200,6 +200,15 @@ FORK_CHILD = textwrap.dedent(
             time.sleep(0.01)
         return condition()
 
+    def inotifyDescriptors():
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found += "inotify" in os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                pass
+        return found
+
     def noticed(writer, path, rotated):
         # A move, then writes until one lands at the path: only the
         # watcher can make that happen (no periodic check).
@@ -220,8 +229,13 @@ FORK_CHILD = textwrap.dedent(
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        child = {"running": wait(lambda: NAME in names()),
-                 "noticed": noticed(writer, path, path + ".child")}
+        # Until it writes, the child holds no inotify instance and no
+        # thread (a forked worker that never logs costs nothing).
+        idle = {"inotify": inotifyDescriptors(), "threads": names()}
+        child = {"idle": idle,
+                 "noticed": noticed(writer, path, path + ".child"),
+                 "running": wait(lambda: NAME in names()),
+                 "inotify": inotifyDescriptors()}
         os.write(w, json.dumps(child).encode())
         os._exit(0)
     os.close(w)
@@ -242,8 +256,9 @@ def test_theWatcherSurvivesFork(tmp_path: Path) -> None:
     """
     The thread ends just before C{os.fork()} (the process forks with no
     thread of ours) and runs again in both processes, each with an inotify
-    descriptor of its own: a move is noticed in the child and, after it,
-    in the parent.
+    descriptor of its own (the child's once it writes: until then it holds
+    none, and no thread): a move is noticed in the child and, after it, in
+    the parent.
     """
     result = subprocess.run(
         [sys.executable, "-c", FORK_CHILD, str(tmp_path)],
@@ -255,7 +270,12 @@ def test_theWatcherSurvivesFork(tmp_path: Path) -> None:
     found = json.loads(result.stdout)
     assert found["runningBefore"] is True
     assert found["atFork"] == [["MainThread"]]
-    assert found["child"] == {"running": True, "noticed": True}
+    assert found["child"] == {
+        "idle": {"inotify": 0, "threads": ["MainThread"]},
+        "noticed": True,
+        "running": True,
+        "inotify": 1,
+    }
     assert found["parentRunning"] is True
     assert found["parentNoticed"] is True
 

@@ -317,6 +317,13 @@ class LogFileWriter(PathKeeping):
             identity = None
         if self._fd is not None and identity == self._identity:
             self._missingSince = None
+            watcher = self._watcher
+            if watcher is not None and not watcher.watches(self):
+                # Not watched (yet) in a forked child, or no more since
+                # the directory went: watch again.
+                note = watcher.watch(self)
+                if note is not None:
+                    self._addNote(note)
             return self._fd
         if (
             self._fd is not None

@@ -393,15 +393,24 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
 
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
         # The inotify descriptor is shared with the parent (whichever reads
-        # an event takes it from the other): the child gets its own, with
-        # the same watches.
-        writers = [(writer, where[1]) for writer, where in list(self._where.items())]
+        # an event takes it from the other): the child gets its own, but
+        # only once it writes. A forked worker that never logs holds no
+        # inotify instance (fs.inotify.max_user_instances is 128 a user by
+        # default, shared with every program of that user) and no thread.
+        # Each writer checks its path at its next write, so a move made
+        # before it watches again is seen too, and watches again then.
+        writers = list(self._where.keys())
         self._closeLocked()
         self._table = {}
         self._directories = {}
         self._where = weakref.WeakKeyDictionary()
         then = super()._afterForkInChild(keepPending)
-        self._watchAgainLocked(writers)
+        self._members = weakref.WeakSet()
+        for writer in writers:
+            try:
+                writer._pathMoved()
+            except Exception:
+                pass
         return then
 
 
