@@ -229,3 +229,59 @@ def test_aFloodOfHugeDictSubclassEventsKeepsAtMostTheByteBound(kind: str) -> Non
     safe.drain()
     assert sink.taken == [99]
     assert safe.stats().balanced
+
+
+def test_withBigEventsBufferedEachEventCostsNoPassOverTheBuffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    While an event bigger than its share of the byte bound is buffered,
+    every shed event goes through the lock, and the buffer's total size is
+    kept up to date as events come and go: it is counted over the whole
+    buffer once when the first big event comes and once every
+    C{bufferSize} events after that, not for every event (which made each
+    event about 50 times dearer). The buffer still holds the longest run of
+    newest events that fits both bounds.
+    """
+    from twisted_safelog import _replay
+    from twisted_safelog._sizes import approximateSize
+
+    passes = [0]
+    count = _replay._count
+
+    def counted(sizes: object, slot: int) -> tuple[int, int]:
+        passes[0] += 1
+        return count(sizes, slot)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_replay, "_count", counted)
+    safe = SafeObserver(
+        Breakable(),
+        clock=Clock(),
+        reporter=RecordingReporter(),
+        failureThreshold=1,
+        bufferSize=100,
+        bufferBytes=200_000,
+        resetTimeout=10.0,
+        repeatBurst=0,
+    )
+    total = 5_000
+    events = [
+        event(n, payload=("b" * 60_000 if n % 25 == 0 else "s" * 300) + str(n))
+        for n in range(total)
+    ]
+    for e in events:
+        safe(e)
+        assert safe.bufferedBytes <= safe.bufferBytes
+    assert passes[0] <= 1 + total // 100 + 1, passes[0]
+    # The longest run of newest events within both bounds.
+    fits, size = 0, 0
+    for e in reversed(events):
+        if fits == safe.bufferSize or size + approximateSize(e) > safe.bufferBytes:
+            break
+        fits += 1
+        size += approximateSize(e)
+    assert [e["n"] for e in safe._buffer] == [e["n"] for e in events[total - fits :]]
+    assert safe.bufferedBytes == size
+    stats = safe.stats()
+    assert stats.droppedByReason["overflow"] == total - 1 - fits
+    assert stats.balanced

@@ -190,6 +190,10 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._sizes: deque[int] = deque(maxlen=policy.bufferSize)
         self._slotBytes = policy.bufferBytes // policy.bufferSize if policy.bufferSize else 0
         self._bigItems = 0
+        # While big items are buffered: the sizes' total, and how many items
+        # until it is counted again (see _bufferItem).
+        self._bufferedTotal = 0
+        self._untilRecount = 0
         self._draining = False
         #: True whenever an event must not take the healthy path: the
         #: breaker is not closed, items are buffered, a failure run is under

@@ -42,6 +42,8 @@ class ReplayBuffer(Generic[T]):
         _sizes: deque[int]
         _slotBytes: int
         _bigItems: int
+        _bufferedTotal: int
+        _untilRecount: int
         _draining: bool
         _lock: threading.RLock
         _accounts: SinkAccounts
@@ -146,16 +148,33 @@ class ReplayBuffer(Generic[T]):
             return
         buffer = self._buffer
         sizes = self._sizes
+        slot = self._slotBytes
         with self._lock:
-            total = sum(sizes)
+            self._untilRecount -= 1
+            if not self._bigItems or self._untilRecount <= 0:
+                # Counted when the first big item comes (until then no total
+                # is kept) and once every bufferSize items after that: an
+                # append without the lock racing with the first big item's
+                # may have pushed an item out unseen (the count then errs
+                # high, which only drops a little early). In between the
+                # total and the big items are kept up to date here, so that
+                # each item costs the same with a big one buffered as
+                # without (a sum over the buffer for every event made it 50
+                # times dearer).
+                self._bufferedTotal, self._bigItems = _count(sizes, slot)
+                self._untilRecount = self.bufferSize
+            total = self._bufferedTotal
+            big = self._bigItems
             while buffer and (len(buffer) >= self.bufferSize or total + size > self.bufferBytes):
                 buffer.popleft()
-                total -= sizes.popleft() if sizes else 0
+                if sizes:
+                    gone = sizes.popleft()
+                    total -= gone
+                    big -= gone > slot
             buffer.append(item)
             sizes.append(size)
-            # Counted again rather than adjusted: an append without the lock
-            # racing with this one may have pushed an item out.
-            self._bigItems = _countBig(sizes, self._slotBytes)
+            self._bufferedTotal = total + size
+            self._bigItems = max(big + (size > slot), 0)
 
     @property
     def bufferedBytes(self) -> int:
@@ -176,6 +195,7 @@ class ReplayBuffer(Generic[T]):
                 return False
             self._buffer.appendleft(_Retry(event, attempts))
             self._sizes.appendleft(size)
+            self._bufferedTotal += size
             if size > self._slotBytes:
                 self._bigItems += 1
             self._accounts.queued.increment()
@@ -236,6 +256,7 @@ class ReplayBuffer(Generic[T]):
                         self._accounts.unqueued.increment()
                         item = buffer.popleft()
                         size = self._sizes.popleft() if self._sizes else 0
+                        self._bufferedTotal -= size
                         if size > self._slotBytes and self._bigItems:
                             self._bigItems -= 1
                     else:
@@ -261,24 +282,24 @@ class ReplayBuffer(Generic[T]):
         self._settle()
 
 
-def _countBig(sizes: deque[int], slot: int) -> int:
+def _count(sizes: deque[int], slot: int) -> tuple[int, int]:
     """
-    How many of C{sizes} are over C{slot}.
+    The total of C{sizes} and how many of them are over C{slot}.
 
     Other threads append to C{sizes} without the lock meanwhile, so it is
     counted in a snapshot (iterating the deque itself raised C{RuntimeError:
     deque mutated during iteration} into the caller, and the event went
     uncounted), and the snapshot is taken again if even that meets an
-    append. Should it keep meeting them, the count errs high (never 0),
-    which only sends appends through the lock until the next count.
+    append. Should it keep meeting them, the count errs high (never 0 big
+    items), which only sends appends through the lock until the next count.
     """
     for _ in range(3):
         try:
             snapshot = tuple(sizes)
         except RuntimeError:
             continue
-        return sum([each > slot for each in snapshot])
-    return max(len(sizes), 1)
+        return sum(snapshot), sum([each > slot for each in snapshot])
+    return len(sizes) * slot, max(len(sizes), 1)
 
 
 class _Retry(Generic[T]):

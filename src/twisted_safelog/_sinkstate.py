@@ -57,6 +57,7 @@ class SinkState(Generic[T]):
         _buffer: deque[Any]
         _sizes: deque[int]
         _bigItems: int
+        _bufferedTotal: int
         _draining: bool
         _lock: threading.RLock
         _accounts: SinkAccounts
@@ -284,6 +285,7 @@ class SinkState(Generic[T]):
             buffer.popleft()
         self._sizes.clear()
         self._bigItems = 0
+        self._bufferedTotal = 0
         return taken
 
     def _checkStall(self, now: float) -> None:
