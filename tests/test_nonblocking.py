@@ -547,6 +547,60 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     assert len(delivered) == 1 + queued
 
 
+class _YieldingDeque(deque[Any]):
+    """
+    A queue whose length takes a while to read: a caller is preempted
+    between its look at the queue and its append, as a thread switch there
+    would do.
+    """
+
+    def __len__(self) -> int:
+        length = super().__len__()
+        time.sleep(0.005)
+        return length
+
+
+def test_callersPreemptedBetweenTheirLookAndTheirAppendNeverLeaveMoreThanMaxQueue() -> None:
+    """
+    Sixteen threads each look at the queue (under the lock-free threshold)
+    and are preempted before they append: together they take it past
+    C{maxQueue}, and the newest events beyond it are dropped at once as
+    overflow (not discarded, with no discard threshold set, though the
+    queue was briefly past C{maxQueue}); the accounts balance.
+    """
+    gate = threading.Event()
+    delivered: list[Any] = []
+
+    def stuck(e: Any) -> None:
+        assert gate.wait(30)
+        delivered.append(e["n"])
+
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(stuck, maxQueue=4, reporter=reporter, start=False)
+    observer._channel.queue = _YieldingDeque()
+    observer.start()
+    observer(event(-1))
+    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    callers = [threading.Thread(target=observer, args=(event(n),)) for n in range(16)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert not any(caller.is_alive() for caller in callers)
+    queued = deque.__len__(observer._channel.queue)
+    stats = observer.stats()
+    gate.set()
+    assert observer.flush(30)
+    after = observer.stats()
+    observer.close()
+    assert queued <= 4
+    assert stats.received == 17, stats
+    assert stats.droppedByReason["overflow"] == 16 - queued, (stats, queued, after)
+    assert sum(n for _, why, n in reporter.drops if why == "overflow") == 16 - queued
+    assert after.balanced
+    assert len(delivered) == 1 + queued
+
+
 class _HeldWhileCopied(Mapping[str, Any]):
     """
     An event mapping whose copy, once begun, waits until C{release} is

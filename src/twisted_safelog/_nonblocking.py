@@ -173,7 +173,7 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         self._wakeAt = maxQueue // 2
         self.blockTimeout = blockTimeout
         self.discardAt = (
-            maxQueue + 1 if discardThreshold is None else int(maxQueue * discardThreshold)
+            sys.maxsize if discardThreshold is None else int(maxQueue * discardThreshold)
         )
         # Below this many queued events a caller appends without the lock.
         self._lockFreeBelow = min(self._wakeAt, self.discardAt)
@@ -246,10 +246,29 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             # once with maxQueue=4, when each waited there).
             if len(queue) < self._lockFreeBelow:
                 queue.append(copy)
+                if len(queue) > self.maxQueue:
+                    # More than half of maxQueue threads appended between
+                    # their look and their append at once.
+                    self._trim()
                 if channel.sleeping or not channel.alive:
                     self._wake()
                 return
         self._enqueue(event)
+
+    def _trim(self) -> None:
+        """
+        Callers appending without the lock took the queue past C{maxQueue}:
+        the newest events beyond it are dropped (C{"overflow"}), as a full
+        queue drops the newest.
+        """
+        channel = self._channel
+        dropped = 0
+        with channel.lock:
+            while len(channel.queue) > self.maxQueue:
+                channel.queue.pop()
+                dropped += 1
+        if dropped:
+            self._drop(DropReason.overflow, dropped)
 
     def _wake(self) -> None:
         """
