@@ -50,13 +50,18 @@ class GateObserver(RecordingObserver):
         super().__call__(e)
 
 
-def blocked(**kw: object) -> tuple[NonBlockingObserver, GateObserver, RecordingReporter]:
+def blocked(
+    queue: deque[Any] | None = None, **kw: object
+) -> tuple[NonBlockingObserver, GateObserver, RecordingReporter]:
     """
-    A NonBlockingObserver whose worker is stuck inside event 0.
+    A NonBlockingObserver whose worker is stuck inside event 0 (its queue
+    C{queue}, if given: the worker takes it as it starts).
     """
     sink = GateObserver()
     reporter = RecordingReporter()
     observer = NonBlockingObserver(sink, reporter=reporter, **kw)  # type: ignore[arg-type]
+    if queue is not None:
+        observer._channel.queue = queue
     observer(event(0))
     assert sink.entered.wait(10)
     return observer, sink, reporter
@@ -514,17 +519,7 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     C{maxQueue} (it held all 16), the rest is dropped as overflow, and the
     accounts balance.
     """
-    gate = threading.Event()
-    delivered: list[Any] = []
-
-    def stuck(e: Any) -> None:
-        assert gate.wait(30)
-        delivered.append(e["n"])
-
-    reporter = RecordingReporter()
-    observer = NonBlockingObserver(stuck, maxQueue=4, reporter=reporter)
-    observer(event(-1))
-    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    observer, sink, _ = blocked(maxQueue=4)
     callers = [
         threading.Thread(target=observer, args=(_SlowToCopy(n=n, log_namespace="t"),))
         for n in range(16)
@@ -536,7 +531,7 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     assert not any(caller.is_alive() for caller in callers)
     queued = len(observer._channel.queue)
     stats = observer.stats()
-    gate.set()
+    sink.gate.set()
     assert observer.flush(30)
     after = observer.stats()
     observer.close()
@@ -544,7 +539,7 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     assert stats.received == 17
     assert stats.droppedByReason["overflow"] == 16 - queued
     assert after.balanced
-    assert len(delivered) == 1 + queued
+    assert len(sink.events) == 1 + queued
 
 
 class _YieldingDeque(deque[Any]):
@@ -568,19 +563,7 @@ def test_callersPreemptedBetweenTheirLookAndTheirAppendNeverLeaveMoreThanMaxQueu
     overflow (not discarded, with no discard threshold set, though the
     queue was briefly past C{maxQueue}); the accounts balance.
     """
-    gate = threading.Event()
-    delivered: list[Any] = []
-
-    def stuck(e: Any) -> None:
-        assert gate.wait(30)
-        delivered.append(e["n"])
-
-    reporter = RecordingReporter()
-    observer = NonBlockingObserver(stuck, maxQueue=4, reporter=reporter, start=False)
-    observer._channel.queue = _YieldingDeque()
-    observer.start()
-    observer(event(-1))
-    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    observer, sink, reporter = blocked(maxQueue=4, queue=_YieldingDeque())
     callers = [threading.Thread(target=observer, args=(event(n),)) for n in range(16)]
     for caller in callers:
         caller.start()
@@ -589,7 +572,7 @@ def test_callersPreemptedBetweenTheirLookAndTheirAppendNeverLeaveMoreThanMaxQueu
     assert not any(caller.is_alive() for caller in callers)
     queued = deque.__len__(observer._channel.queue)
     stats = observer.stats()
-    gate.set()
+    sink.gate.set()
     assert observer.flush(30)
     after = observer.stats()
     observer.close()
@@ -598,7 +581,7 @@ def test_callersPreemptedBetweenTheirLookAndTheirAppendNeverLeaveMoreThanMaxQueu
     assert stats.droppedByReason["overflow"] == 16 - queued, (stats, queued, after)
     assert sum(n for _, why, n in reporter.drops if why == "overflow") == 16 - queued
     assert after.balanced
-    assert len(delivered) == 1 + queued
+    assert len(sink.events) == 1 + queued
 
 
 class _HeldWhileCopied(Mapping[str, Any]):
@@ -683,24 +666,14 @@ def test_anEventQueuedAsAFlushGivesUpIsCountedNotLost() -> None:
     with the others or stays queued and is delivered, never emptied away
     uncounted (it was: received one more than every outcome together).
     """
-    gate = threading.Event()
-    delivered: list[Any] = []
-
-    def stuck(e: Any) -> None:
-        assert gate.wait(30)
-        delivered.append(e["n"])
-
-    reporter = RecordingReporter()
-    observer = NonBlockingObserver(stuck, stallTimeout=0, reporter=reporter)
-    observer._channel.queue = queue = _SwitchWhenCounted()
-    observer(event(-1))
-    assert waitFor(lambda: observer._channel.inFlight == 1, 10)
+    queue = _SwitchWhenCounted()
+    observer, sink, _ = blocked(stallTimeout=0, queue=queue)
     for n in range(3):
         observer(event(n))
     queue.run = lambda: observer(event(99))
     assert not observer.flush(0.05)
     assert queue.run is None, "the other thread ran as the flush counted"
-    gate.set()
+    sink.gate.set()
     assert observer.flush(10)
     stats = observer.stats()
     observer.close()

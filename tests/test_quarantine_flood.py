@@ -37,6 +37,29 @@ class Breakable:
         self.taken.append(e["n"])
 
 
+def quarantining(sink: object, clock: Clock | None = None, **settings: object) -> SafeObserver:
+    """
+    A SafeObserver that quarantines C{sink} at its first failure and probes
+    it only once the clock has moved 10 s (C{settings} override these),
+    without identical-event suppression, with a buffer of 20 events and
+    20,000 bytes.
+    """
+    options: dict[str, object] = {
+        "failureThreshold": 1,
+        "bufferSize": 20,
+        "bufferBytes": 20_000,
+        "resetTimeout": 10.0,
+        "repeatBurst": 0,
+    }
+    options.update(settings)
+    return SafeObserver(
+        sink,  # type: ignore[arg-type]
+        clock=Clock() if clock is None else clock,
+        reporter=RecordingReporter(),
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def payload(n: int) -> str:
     # Every fifth event is 4 kB (a fifth of bufferBytes below), every
     # seventh 9 kB; the others small. Distinct strings, so nothing is
@@ -63,17 +86,7 @@ def test_aFloodOfMixedSizesKeepsTheNewestWithinBothBoundsAndCountsTheRest(
     sink = Breakable()
     clock = Clock()
     fallback = RecordingObserver()
-    safe = SafeObserver(
-        sink,
-        clock=clock,
-        reporter=RecordingReporter(),
-        fallback=fallback if withFallback else None,
-        failureThreshold=1,
-        bufferSize=20,
-        bufferBytes=20_000,
-        resetTimeout=10.0,
-        repeatBurst=0,
-    )
+    safe = quarantining(sink, clock, fallback=fallback if withFallback else None)
     total = 600
     for n in range(total):
         safe(event(n, payload=payload(n)))
@@ -110,16 +123,7 @@ def test_aFloodOfHugeEventsKeepsAtMostTheByteBound() -> None:
     """
     sink = Breakable()
     clock = Clock()
-    safe = SafeObserver(
-        sink,
-        clock=clock,
-        reporter=RecordingReporter(),
-        failureThreshold=1,
-        bufferSize=20,
-        bufferBytes=20_000,
-        resetTimeout=10.0,
-        repeatBurst=0,
-    )
+    safe = quarantining(sink, clock)
     huge = "h" * 12_000
     for n in range(200):
         safe(event(n, payload=huge + str(n)))
@@ -148,16 +152,7 @@ def test_threadsFloodingSmallAndOccasionalBigEventsNeverRaiseAndAreAllCounted() 
     what was logged, and the accounts balance.
     """
     sink = Breakable()
-    safe = SafeObserver(
-        sink,
-        clock=Clock(),
-        reporter=RecordingReporter(),
-        failureThreshold=1,
-        bufferSize=100,
-        bufferBytes=100 * 1000,
-        resetTimeout=1000.0,
-        repeatBurst=0,
-    )
+    safe = quarantining(sink, bufferSize=100, bufferBytes=100 * 1000, resetTimeout=1000.0)
     safe(event(-1))
     assert safe.breaker.state is BreakerState.open
     perThread, threads = 60_000, 4
@@ -208,16 +203,7 @@ def test_aFloodOfHugeDictSubclassEventsKeepsAtMostTheByteBound(kind: str) -> Non
 
     sink = Breakable()
     clock = Clock()
-    safe = SafeObserver(
-        sink,
-        clock=clock,
-        reporter=RecordingReporter(),
-        failureThreshold=1,
-        bufferSize=20,
-        bufferBytes=20_000,
-        resetTimeout=10.0,
-        repeatBurst=0,
-    )
+    safe = quarantining(sink, clock)
     for n in range(100):
         safe(make(n))
         assert safe.buffered <= 1
@@ -254,16 +240,7 @@ def test_withBigEventsBufferedEachEventCostsNoPassOverTheBuffer(
         return count(sizes, slot)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_replay, "_count", counted)
-    safe = SafeObserver(
-        Breakable(),
-        clock=Clock(),
-        reporter=RecordingReporter(),
-        failureThreshold=1,
-        bufferSize=100,
-        bufferBytes=200_000,
-        resetTimeout=10.0,
-        repeatBurst=0,
-    )
+    safe = quarantining(Breakable(), bufferSize=100, bufferBytes=200_000)
     total = 5_000
     events = [
         event(n, payload=("b" * 60_000 if n % 25 == 0 else "s" * 300) + str(n))
