@@ -143,6 +143,30 @@ def test_theGraceCountsFromTheMoveNotFromTheNextWrite(tmp_path: Path) -> None:
     writer.close()
 
 
+def test_aLinkedPathIsWatchedWhereItsFileIs(tmp_path: Path) -> None:
+    """
+    The path is a symbolic link to a file in another directory (logs on a
+    bigger disk); logrotate, which does not rotate links, is given the
+    file's own path, and renames it there. The watcher watches that
+    directory too, so the move is noticed without a periodic check.
+    """
+    logs, disk = tmp_path / "logs", tmp_path / "disk"
+    logs.mkdir()
+    disk.mkdir()
+    path, real = logs / "app.log", disk / "app-real.log"
+    path.symlink_to(real)
+    writer = LogFileWriter(path, reporter=RecordingReporter(), **NEVER)
+    writer.write("before\n")
+    assert waitFor(lambda: rotationWatcher.running)
+    os.rename(real, disk / "app-real.log.1")
+    real.write_text("")  # logrotate's create
+    assert writeUntilAtPath(writer, real, timeout=10.0)
+    assert lines(disk / "app-real.log.1")[0] == "before"
+    assert {str(logs), str(disk)} <= rotationWatcher.watchedDirectories
+    writer.close()
+    assert str(disk) not in rotationWatcher.watchedDirectories
+
+
 def test_aClosedWriterRemovesItsWatch(tmp_path: Path) -> None:
     path = tmp_path / "own" / "app.log"
     path.parent.mkdir()

@@ -16,12 +16,15 @@ before the compressor starts.
 Where inotify is not available (not Linux, the per-user limits
 C{fs.inotify.max_user_instances} or C{max_user_watches} reached), writers
 keep the periodic check alone, and each says so once through its
-reporter. The periodic check also stays for what inotify does not see:
-a change made on another machine (NFS), or to the target of a symbolic
-link at the path. The thread is a L{ProcessThread}: it holds writers weakly, ends
-when none is left, ends before every C{os.fork()} and starts again after
-it in both processes (the child with an inotify descriptor of its own),
-and never starts while the twistd factory waits for twistd to daemonize.
+reporter. A path that is a symbolic link is watched both where the
+link is and where the file it leads to is (logrotate renames the file).
+The periodic check also stays for what inotify does not see: a change
+made on another machine (NFS), or a link at the path pointed elsewhere.
+The thread is a L{ProcessThread}: it holds writers weakly, ends when
+none is left, ends before every C{os.fork()} and starts again after it
+in both processes (the child with an inotify descriptor of its own, once
+it writes), and never starts while the twistd factory waits for twistd
+to daemonize.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         # Watch descriptor -> file name -> writers of that file.
         self._table: dict[int, dict[str, weakref.WeakSet[IWatchedFile]]] = {}
         self._directories: dict[int, str] = {}
-        self._where: weakref.WeakKeyDictionary[IWatchedFile, tuple[int, str]] = (
+        # Writer -> (watch descriptor, name) of its path, and of the file a
+        # symbolic link in the path leads to if there is one.
+        self._where: weakref.WeakKeyDictionary[IWatchedFile, tuple[tuple[int, str], ...]] = (
             weakref.WeakKeyDictionary()
         )
         # Writers told that they are not watched (once each).
@@ -172,17 +177,31 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
             self._open()
         assert self._fd is not None
         wd = self._inotify.addWatch(self._fd, directory)
-        if self._where.get(writer) != (wd, name):
+        places = [(wd, name, directory)]
+        # A symbolic link in the path (one the administrator made): logrotate
+        # renames the file it leads to, in that file's directory.
+        target = os.path.realpath(os.path.join(directory, name))
+        targetDirectory, targetName = os.path.split(target)
+        if target != os.path.join(directory, name):
+            try:
+                targetWd = self._inotify.addWatch(self._fd, targetDirectory)
+            except OSError:
+                pass
+            else:
+                if (targetWd, targetName) != (wd, name):
+                    places.append((targetWd, targetName, targetDirectory))
+        where = tuple((wd_, name_) for wd_, name_, _ in places)
+        if self._where.get(writer) != where:
             self._removeLocked(writer)
-            self._where[writer] = (wd, name)
-            self._table.setdefault(wd, {}).setdefault(name, weakref.WeakSet()).add(writer)
-            self._directories[wd] = directory
+            self._where[writer] = where
+            for wd_, name_, directory_ in places:
+                self._table.setdefault(wd_, {}).setdefault(name_, weakref.WeakSet()).add(writer)
+                self._directories[wd_] = directory_
         self._pruneLocked()
 
     def _removeLocked(self, writer: IWatchedFile) -> None:
-        where = self._where.pop(writer, None)
-        if where is not None:
-            writers = self._table.get(where[0], {}).get(where[1])
+        for wd, name in self._where.pop(writer, ()):
+            writers = self._table.get(wd, {}).get(name)
             if writers is not None:
                 writers.discard(writer)
 
@@ -252,7 +271,7 @@ class RotationWatcher(ProcessThread[IWatchedFile]):
         them (their numbers may be the application's now) and every watch
         with them. Returns the writers that were watched, with their names.
         """
-        writers = [(writer, where[1]) for writer, where in list(self._where.items())]
+        writers = [(writer, where[0][1]) for writer, where in list(self._where.items())]
         if self._epoll is not None:
             _abandoned.append(self._epoll)
         self._fd = self._wakeRead = self._wakeWrite = None
