@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -228,3 +229,35 @@ def privateLogger(name: str) -> Iterator[logging.Logger]:
 
 
 Thunk = Callable[[], object]
+
+
+#: For a script a test runs in a child interpreter (C{python -c}, where this
+#: module cannot be imported), put before it: L{waitFor}, and
+#: C{noticed(writer, path, rotated, timeout)}, which moves the log file aside and
+#: creates a new one, as logrotate's create does, then writes until a line
+#: lands at the path (with the periodic check off, only the rotation
+#: watcher can make that happen).
+CHILD_HELPERS = textwrap.dedent(
+    """
+    import os, time
+
+    def waitFor(condition, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.01)
+        return condition()
+
+    def noticed(writer, path, rotated, timeout=30.0):
+        os.rename(path, rotated)
+        open(path, "w").close()
+        n = [0]
+        def landed():
+            n[0] += 1
+            writer.write(f"after {n[0]}\\n")
+            with open(path) as f:
+                return f"after {n[0]}" in f.read()
+        return waitFor(landed, timeout)
+    """
+)

@@ -26,7 +26,7 @@ import pytest
 from twisted_safelog import LogFileWriter
 from twisted_safelog._rotationwatch import rotationWatcher
 
-from .helpers import RecordingReporter, requireTool, waitFor
+from .helpers import CHILD_HELPERS, RecordingReporter, requireTool, waitFor
 from .test_file import numbers
 from .twistdprocess import daemonize, environment, start, stop, stopPid
 
@@ -200,7 +200,7 @@ def test_theWatcherKeepsNoWriterAliveAndEndsWithTheLast(tmp_path: Path) -> None:
         assert waitFor(lambda: not rotationWatcher.running, timeout=10)
 
 
-FORK_CHILD = textwrap.dedent(
+FORK_CHILD = CHILD_HELPERS + textwrap.dedent(
     """
     import json, os, sys, threading, time
     seen = []
@@ -216,13 +216,8 @@ FORK_CHILD = textwrap.dedent(
     def names():
         return sorted(t.name for t in threading.enumerate())
 
-    def wait(condition, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.01)
-        return condition()
+    def wait(condition):
+        return waitFor(condition, 20)
 
     def inotifyDescriptors():
         found = 0
@@ -232,19 +227,6 @@ FORK_CHILD = textwrap.dedent(
             except OSError:
                 pass
         return found
-
-    def noticed(writer, path, rotated):
-        # A move, then writes until one lands at the path: only the
-        # watcher can make that happen (no periodic check).
-        os.rename(path, rotated)
-        open(path, "w").close()
-        n = [0]
-        def landed():
-            n[0] += 1
-            writer.write(f"after {n[0]}\\n")
-            with open(path) as f:
-                return f"after {n[0]}" in f.read()
-        return wait(landed)
 
     path = os.path.join(here, "app.log")
     writer = LogFileWriter(path, checkInterval=3600.0, checkEvery=10**9)
@@ -257,7 +239,7 @@ FORK_CHILD = textwrap.dedent(
         # thread (a forked worker that never logs costs nothing).
         idle = {"inotify": inotifyDescriptors(), "threads": names()}
         child = {"idle": idle,
-                 "noticed": noticed(writer, path, path + ".child"),
+                 "noticed": noticed(writer, path, path + ".child", 20),
                  "running": wait(lambda: NAME in names()),
                  "inotify": inotifyDescriptors()}
         os.write(w, json.dumps(child).encode())
@@ -270,7 +252,7 @@ FORK_CHILD = textwrap.dedent(
         "atFork": seen,
         "child": child,
         "parentRunning": wait(lambda: NAME in names()),
-        "parentNoticed": noticed(writer, path, path + ".parent"),
+        "parentNoticed": noticed(writer, path, path + ".parent", 20),
     }))
     """
 )

@@ -18,19 +18,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-CHILD = textwrap.dedent(
+from .helpers import CHILD_HELPERS
+
+CHILD = CHILD_HELPERS + textwrap.dedent(
     """
     import gc, json, os, sys, time
     from twisted_safelog import LogFileWriter, Reporter
     from twisted_safelog._rotationwatch import rotationWatcher
-
-    def waitFor(condition, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.01)
-        return condition()
 
     here = sys.argv[1]
     path = os.path.join(here, "app.log")
@@ -53,15 +47,7 @@ CHILD = textwrap.dedent(
     found["reused"] = len(mine) == 4
 
     # A rotation is still noticed with no periodic check (logrotate create).
-    os.rename(path, path + ".1")
-    open(path, "w").close()
-    n = [0]
-    def landed():
-        n[0] += 1
-        writer.write(f"after {n[0]}\\n")
-        with open(path) as f:
-            return f"after {n[0]}" in f.read()
-    found["noticed"] = waitFor(landed)
+    found["noticed"] = noticed(writer, path, path + ".1")
 
     # The last writer goes: the watcher ends and closes what is its own.
     writer.close()

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import CHILD_HELPERS
+
 #: sched_setattr's number and the audit architecture, per machine.
 ARCHITECTURES = {"x86_64": (314, 0xC000003E), "aarch64": (274, 0xC00000B7)}
 
-CHILD = textwrap.dedent(
+CHILD = CHILD_HELPERS + textwrap.dedent(
     """
     import ctypes, json, os, sys, time
     from twisted_safelog import LogFileWriter, Reporter
@@ -53,29 +55,13 @@ CHILD = textwrap.dedent(
     assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
     assert libc.prctl(22, 2, ctypes.byref(program), 0, 0) == 0, ctypes.get_errno()
 
-    def waitFor(condition, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.01)
-        return condition()
-
     path = os.path.join(sys.argv[1], "app.log")
     writer = LogFileWriter(path, reporter=Reporter(write=lambda line: None),
                            checkInterval=3600.0, checkEvery=10**9)
     writer.write("before\\n")
     found = {"running": waitFor(lambda: rotationWatcher.running),
              "watched": rotationWatcher.watches(writer)}
-    os.rename(path, path + ".1")
-    open(path, "w").close()
-    n = [0]
-    def landed():
-        n[0] += 1
-        writer.write(f"after {n[0]}\\n")
-        with open(path) as f:
-            return f"after {n[0]}" in f.read()
-    found["noticed"] = waitFor(landed)
+    found["noticed"] = noticed(writer, path, path + ".1")
     print(json.dumps(found))
     """
 )
