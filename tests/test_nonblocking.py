@@ -27,7 +27,7 @@ from twisted.logger import (
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_safelog import NonBlockingObserver, SafeObserver
+from twisted_safelog import NonBlockingObserver, SafeObserver, SinkStats
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
 from .helpers import BrokenHandler, RecordingReporter, event, waitFor
@@ -510,6 +510,30 @@ class _SlowToCopy(Mapping[str, Any]):
         return len(self._items)
 
 
+def _atOnce(
+    observer: NonBlockingObserver, sink: GateObserver, events: list[Any]
+) -> tuple[int, SinkStats, SinkStats]:
+    """
+    Log each of C{events} from a thread of its own, all at once, into
+    C{observer}, whose worker is stuck in C{sink}; then let the worker go
+    and flush. Returns how many were queued while it was stuck, and the
+    stats then and after the flush.
+    """
+    callers = [threading.Thread(target=observer, args=(e,)) for e in events]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(30)
+    assert not any(caller.is_alive() for caller in callers)
+    queued = deque.__len__(observer._channel.queue)
+    stats = observer.stats()
+    sink.gate.set()
+    assert observer.flush(30)
+    after = observer.stats()
+    observer.close()
+    return queued, stats, after
+
+
 def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     """
     Sixteen threads log at once into an observer whose worker is stuck on
@@ -520,21 +544,9 @@ def test_threadsLoggingAtOnceNeverQueueMoreThanMaxQueue() -> None:
     accounts balance.
     """
     observer, sink, _ = blocked(maxQueue=4)
-    callers = [
-        threading.Thread(target=observer, args=(_SlowToCopy(n=n, log_namespace="t"),))
-        for n in range(16)
-    ]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(30)
-    assert not any(caller.is_alive() for caller in callers)
-    queued = len(observer._channel.queue)
-    stats = observer.stats()
-    sink.gate.set()
-    assert observer.flush(30)
-    after = observer.stats()
-    observer.close()
+    queued, stats, after = _atOnce(
+        observer, sink, [_SlowToCopy(n=n, log_namespace="t") for n in range(16)]
+    )
     assert queued <= 4
     assert stats.received == 17
     assert stats.droppedByReason["overflow"] == 16 - queued
@@ -564,18 +576,7 @@ def test_callersPreemptedBetweenTheirLookAndTheirAppendNeverLeaveMoreThanMaxQueu
     queue was briefly past C{maxQueue}); the accounts balance.
     """
     observer, sink, reporter = blocked(maxQueue=4, queue=_YieldingDeque())
-    callers = [threading.Thread(target=observer, args=(event(n),)) for n in range(16)]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(30)
-    assert not any(caller.is_alive() for caller in callers)
-    queued = deque.__len__(observer._channel.queue)
-    stats = observer.stats()
-    sink.gate.set()
-    assert observer.flush(30)
-    after = observer.stats()
-    observer.close()
+    queued, stats, after = _atOnce(observer, sink, [event(n) for n in range(16)])
     assert queued <= 4
     assert stats.received == 17, stats
     assert stats.droppedByReason["overflow"] == 16 - queued, (stats, queued, after)
