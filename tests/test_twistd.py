@@ -428,6 +428,27 @@ def test_doctorLoadsAModule(tmp_path: Path) -> None:
     assert "[UNGUARDED]" in result.stdout
 
 
+def _filters(minimum: LogLevel) -> tuple[Any, list[Any], Any, list[Any]]:
+    """
+    Twisted's level filter at C{minimum} and the twistd observer's, each
+    with the list of events it passed.
+    """
+    from twisted_safelog._twistd import _TwistdObserver
+
+    expectedSeen: list[Any] = []
+    twisted = FilteringLogObserver(
+        expectedSeen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]
+    )
+    seen: list[Any] = []
+    ours = _TwistdObserver(
+        FilteringLogObserver(seen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]),
+        SafeObserver(lambda event: None),
+        seen.append,
+        minimum,
+    )
+    return twisted, expectedSeen, ours, seen
+
+
 @pytest.mark.parametrize("minimum", list(LogLevel.iterconstants()))
 def test_levelFilterPassesWhatTwistedsFilterPasses(minimum: LogLevel) -> None:
     """
@@ -436,7 +457,6 @@ def test_levelFilterPassesWhatTwistedsFilterPasses(minimum: LogLevel) -> None:
     exactly as Twisted's C{FilteringLogObserver} with a
     C{LogLevelFilterPredicate} does.
     """
-    from twisted_safelog._twistd import _TwistdObserver
 
     events: list[Any] = [
         *({"log_level": level, "log_namespace": "app.web"} for level in LogLevel.iterconstants()),
@@ -465,17 +485,7 @@ def test_levelFilterPassesWhatTwistedsFilterPasses(minimum: LogLevel) -> None:
                 result.append(len(seen) > before)
         return result
 
-    expectedSeen: list[Any] = []
-    twisted = FilteringLogObserver(
-        expectedSeen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]
-    )
-    seen: list[Any] = []
-    ours = _TwistdObserver(
-        FilteringLogObserver(seen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]),
-        SafeObserver(lambda event: None),
-        seen.append,
-        minimum,
-    )
+    twisted, expectedSeen, ours, seen = _filters(minimum)
     assert outcomes(ours, seen) == outcomes(twisted, expectedSeen)
     assert seen == expectedSeen
     assert any(seen), "some events pass"
@@ -525,8 +535,6 @@ def test_levelFilterTreatsOddEventsAsTwistedsFilterDoes(minimum: LogLevel) -> No
     import pickle
     from collections import defaultdict
 
-    from twisted_safelog._twistd import _TwistdObserver
-
     makers: list[Callable[[], Any]] = [
         lambda: defaultdict(lambda: "app", {"log_level": LogLevel.info}),
         lambda: defaultdict(str, {"log_namespace": "app"}),
@@ -555,17 +563,7 @@ def test_levelFilterTreatsOddEventsAsTwistedsFilterDoes(minimum: LogLevel) -> No
         return result, sorted(left.items())
 
     for make in makers:
-        expectedSeen: list[Any] = []
-        twisted = FilteringLogObserver(
-            expectedSeen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]
-        )
-        seen: list[Any] = []
-        ours = _TwistdObserver(
-            FilteringLogObserver(seen.append, [LogLevelFilterPredicate(defaultLogLevel=minimum)]),
-            SafeObserver(lambda event: None),
-            seen.append,
-            minimum,
-        )
+        twisted, expectedSeen, ours, seen = _filters(minimum)
         expected = outcome(twisted, expectedSeen, make())
         # (Object reprs differ between two events made alike: compare
         # what is not an address.)
