@@ -14,6 +14,17 @@ C{valgrind}); about a minute per case.
     python benchmarks/instructions.py --run CASE SIDE N
 
 is what runs under cachegrind: the set-up, then N events.
+
+The C{twistd-request} case counts the whole server instead: the incident
+web application (C{examples/incident.tac}) under a real twistd run by
+cachegrind, plain and with C{--logger=twisted_safelog.observer}, answering
+N and then 2N requests from one keep-alive client, one at a time: the
+instructions of every thread of the server per request, the application's
+and Twisted's included. Run about fifty times slower, the hardened server's
+events come at a few hundred a second, under the rate at which the worker
+waits for more instead of being woken for each (C{_worker.BATCH_RATE}): its
+count includes a wake-up per event, which a server at full speed does not
+pay.
 """
 
 from __future__ import annotations
@@ -226,6 +237,78 @@ CASES: dict[str, Callable[[str, str], Call]] = {
 }
 
 
+def twistdRequests(side: str, requests: int) -> int:
+    """
+    The instructions of a twistd serving the incident application, under
+    cachegrind, from its start until it has answered C{requests} requests
+    and ended (SIGTERM).
+    """
+    import http.client
+    import signal
+
+    import webapp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = webapp.freePort()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWISTED_SAFELOG_")}
+        env.update(
+            CHARTAPP_PORT=str(port),
+            CHARTAPP_LOG_DIR=tmp,
+            CHARTAPP_BREAK_LOGGING="0",
+            # Slowed fifty times, the app's own watchdog must not end it.
+            CHARTAPP_WEDGE_SECONDS="600",
+            PYTHONHASHSEED="0",
+        )
+        args = ["-n", "--pidfile=", "--logfile", str(Path(tmp) / "twistd.log")]
+        if side == "hardened":
+            # As in benchmarks/webapp.py: every line plain twistd writes.
+            args.append("--logger=twisted_safelog.observer")
+            env["TWISTED_SAFELOG_REPEAT_BURST"] = "0"
+        out = Path(tmp) / "cg.out"
+        process = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                f"--cachegrind-out-file={out}",
+                *webapp.twistdCommand(),
+                *args,
+                "-y",
+                str(webapp.TAC),
+            ],
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if not webapp._waitForHealth(port, process, 300.0):
+                raise SystemExit(f"twistd-request {side}: the server did not start")
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for _ in range(requests):
+                connection.request("GET", "/chart-data?series=load")
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise SystemExit(f"twistd-request {side}: status {response.status}")
+            connection.close()
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        match = re.search(r"I\s+refs:\s+([\d,]+)", err)
+        if match is None:
+            raise SystemExit(f"cachegrind failed for twistd-request {side}:\n{err[-2000:]}")
+        return int(match.group(1).replace(",", ""))
+
+
+SERVER_CASES: dict[str, Callable[[str, int], int]] = {"twistd-request": twistdRequests}
+
+
 def run(case: str, side: str, events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         call = CASES[case](side, tmp)
@@ -270,12 +353,18 @@ def count(case: str, side: str, events: int) -> int:
 
 
 def perEvent(case: str, side: str, events: int) -> float:
+    if case in SERVER_CASES:
+        # A request is about a hundred events' worth of work.
+        requests = max(1, events // 20)
+        counter = SERVER_CASES[case]
+        return (counter(side, 2 * requests) - counter(side, requests)) / requests
     return (count(case, side, 2 * events) - count(case, side, events)) / events
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("cases", nargs="*", help=f"some of {', '.join(CASES)} (default: all)")
+    known = [*CASES, *SERVER_CASES]
+    parser.add_argument("cases", nargs="*", help=f"some of {', '.join(known)} (default: all)")
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--run", nargs=3, metavar=("CASE", "SIDE", "N"))
     args = parser.parse_args(argv)
@@ -283,14 +372,15 @@ def main(argv: list[str]) -> int:
         case, side, n = args.run
         run(case, side, int(n))
         return 0
-    unknown = set(args.cases) - set(CASES)
+    unknown = set(args.cases) - set(known)
     if unknown:
-        parser.error(f"unknown cases {', '.join(sorted(unknown))}; known: {', '.join(CASES)}")
-    for case in args.cases or CASES:
+        parser.error(f"unknown cases {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    for case in args.cases or known:
         plain, hardened = (perEvent(case, side, args.events) for side in ("plain", "hardened"))
         print(
             f"{case:22} plain {plain:9.0f}  hardened {hardened:9.0f}  "
-            f"ratio {hardened / plain:6.3f}  difference {hardened - plain:8.0f} instructions/event",
+            f"ratio {hardened / plain:6.3f}  difference {hardened - plain:8.0f} "
+            f"instructions/{'request' if case in SERVER_CASES else 'event'}",
             flush=True,
         )
     return 0

@@ -320,8 +320,8 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             elif self.policy is OverflowPolicy.dropOldest:
                 queue.popleft()
                 accept, reason = True, DropReason.overflow
-            elif self.policy is OverflowPolicy.block and channel.room.wait_for(
-                lambda: len(queue) < self.maxQueue, self.blockTimeout
+            elif self.policy is OverflowPolicy.block and channel.waitForRoom(
+                self.maxQueue, self.blockTimeout
             ):
                 accept, reason = True, None
             else:
