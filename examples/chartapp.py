@@ -15,7 +15,10 @@ is never handled, and the log files grow by megabytes a second. So this
 example bounds itself: a watchdog thread ends the process with status 3 (and
 one line on stderr) when the reactor has not run for CHARTAPP_WEDGE_SECONDS
 (default 10) or the log files it has open, with their rotated generations,
-pass CHARTAPP_MAX_LOG_BYTES (default 50,000,000).
+pass CHARTAPP_MAX_LOG_BYTES (default 50,000,000). CHARTAPP_WEDGE_SECONDS=0
+turns the watchdog off (benchmarks/instructions.py counts a healthy server's
+instructions per request, which its twice-a-second look at /proc would
+swamp under valgrind).
 
 Environment: CHARTAPP_PORT (default 8080), CHARTAPP_LOG_DIR (default
 "logs", created if missing), CHARTAPP_BREAK_LOGGING (0 or 1),
@@ -163,10 +166,9 @@ def makeService() -> service.IService:
     logDir = os.environ.get("CHARTAPP_LOG_DIR", "logs")
     os.makedirs(logDir, exist_ok=True)
     broken = os.environ.get("CHARTAPP_BREAK_LOGGING", "0") == "1"
-    startWatchdog(
-        float(os.environ.get("CHARTAPP_WEDGE_SECONDS", "10")),
-        int(os.environ.get("CHARTAPP_MAX_LOG_BYTES", "50000000")),
-    )
+    wedgeSeconds = float(os.environ.get("CHARTAPP_WEDGE_SECONDS", "10"))
+    if wedgeSeconds > 0:
+        startWatchdog(wedgeSeconds, int(os.environ.get("CHARTAPP_MAX_LOG_BYTES", "50000000")))
     if os.environ.get("CHARTAPP_LATE_LOGGING", "0") == "1":
         reactor.callWhenRunning(setUpFrameworkLogging, logDir, broken)  # type: ignore[attr-defined]
     else:

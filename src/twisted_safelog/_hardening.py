@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._breaker import IClock
+from ._instattrs import instanceAttribute, removeInstanceAttribute, setInstanceAttribute
 from ._policy import Policy
 from ._repeats import RECORDS
 from ._report import IReporter, defaultReporter, describe, releaseName, uniqueName
@@ -119,8 +120,9 @@ class HandlerHardening:
         reporter = defaultReporter() if reporter is None else reporter
         self._ref = weakref.ref(handler)
         self.name = uniqueName(describe(handler), self) if name is None else name
-        self._originalEmit = handler.__dict__.get("emit")
-        self._originalHandleError = handler.__dict__.get("handleError")
+        # Never through handler.__dict__: see _instattrs.
+        self._originalEmit = instanceAttribute(handler, "emit")
+        self._originalHandleError = instanceAttribute(handler, "handleError")
         self._classEmit = type(handler).emit
         fallbackHandle = None
         if fallback is not None:
@@ -148,8 +150,8 @@ class HandlerHardening:
             clock=clock,
             identity=RECORDS,
         )
-        handler.__dict__["emit"] = self.core
-        handler.__dict__["handleError"] = self._capture
+        setInstanceAttribute(handler, "emit", self.core)
+        setInstanceAttribute(handler, "handleError", self._capture)
         # Not a weakref callback: a handler often dies in a reference cycle
         # (a failure's traceback holds its frames), and a callback dies with
         # it uncalled; a finalizer is kept alive on its own.
@@ -215,9 +217,9 @@ class HandlerHardening:
             ("handleError", self._originalHandleError),
         ):
             if original is None:
-                handler.__dict__.pop(attribute, None)
+                removeInstanceAttribute(handler, attribute)
             else:
-                handler.__dict__[attribute] = original
+                setInstanceAttribute(handler, attribute, original)
 
 
 def _closeOnError(handler: logging.Handler | None) -> None:
@@ -277,7 +279,7 @@ def hardeningOf(handler: logging.Handler) -> HandlerHardening | None:
     @param handler: a stdlib handler.
     @return: its L{HandlerHardening}, or L{None} if it is not hardened.
     """
-    capture = handler.__dict__.get("handleError")
+    capture = instanceAttribute(handler, "handleError")
     owner = getattr(capture, "__self__", None)
     return owner if isinstance(owner, HandlerHardening) else None
 

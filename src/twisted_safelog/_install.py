@@ -24,6 +24,7 @@ from ._accounting import accountAll, watchReactor
 from ._breaker import IClock
 from ._handlers import HandlerHardening, hardenHandler, hardenHandlers, needsHardening
 from ._hardening import checkCollaborators
+from ._instattrs import removeInstanceAttribute
 from ._policy import Policy
 from ._registry import isHardened, unregister
 from ._report import IReporter
@@ -139,7 +140,7 @@ class Installation:
         for index, observer in enumerate(list(observers)):
             observers[index] = originals.get(id(observer), observer)
         for name in ("addObserver", "removeObserver"):
-            self.publisher.__dict__.pop(name, None)
+            removeInstanceAttribute(self.publisher, name)
         retired = [wrapper for _, wrapper in self.wrappers.values()]
         self.wrappers.clear()
         for wrapper in retired:

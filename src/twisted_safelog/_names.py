@@ -11,6 +11,8 @@ import re
 import threading
 import weakref
 
+from ._instattrs import attributeValues
+
 __all__ = ["describe", "releaseName", "uniqueName"]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -28,17 +30,17 @@ def _where(thing: object, depth: int = 2) -> str | None:
         path = getattr(thing, "baseFilename", None)
         if isinstance(path, str):
             return path
-        attributes = getattr(thing, "__dict__", None)
-        if not isinstance(attributes, dict):
-            return None
+        # Its attribute values, not its __dict__: reading that would slow
+        # every later attribute access of the application's object (see
+        # _instattrs).
         inner = []
-        for value in list(attributes.values())[:20]:
+        for value in attributeValues(thing):
             owner = getattr(value, "__self__", value)
             if isinstance(owner, io.IOBase):
                 name = getattr(owner, "name", None)
                 if isinstance(name, str):
                     return name
-            elif depth > 1 and hasattr(value, "__dict__") and not isinstance(value, type):
+            elif depth > 1 and type(value).__dictoffset__ and not isinstance(value, type):
                 inner.append(value)
         for value in inner:
             found = _where(value, depth - 1)

@@ -1,0 +1,116 @@
+# -*- test-case-name: tests.test_instattrs -*-
+"""
+Reading and changing an application object's own attributes without
+reading its C{__dict__}.
+
+On CPython 3.11 and 3.12 an instance keeps its attributes in "inline
+values" until something asks for its C{__dict__} (C{obj.__dict__},
+C{vars(obj)}, C{hasattr(obj, "__dict__")}); from then on they live in a
+real dict for the object's whole life, and every attribute access in its
+methods takes a slower path. A stdlib handler whose C{__dict__} had been
+read cost about 7,500 more instructions a record on 3.11 (5%: its
+C{emit}, C{format}, C{flush} and C{handle} read a dozen attributes each),
+10,600 on 3.12; 3.10 and 3.13 do not change. Hardening a handler in place
+must not slow it down, so nothing here reads an application object's
+C{__dict__}: plain C{setattr}-style stores keep the inline values, and the
+values are found with C{gc.get_referents}, which visits them where they
+are.
+"""
+
+from __future__ import annotations
+
+import gc
+from types import MethodType
+from typing import Any
+
+__all__ = [
+    "attributeValues",
+    "instanceAttribute",
+    "removeInstanceAttribute",
+    "setInstanceAttribute",
+]
+
+_MISSING: Any = object()
+
+
+def _declared(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        attributes = klass.__dict__
+        if name in attributes:
+            return attributes[name]
+    return _MISSING
+
+
+def instanceAttribute(obj: object, name: str) -> Any:
+    """
+    The attribute C{name} that C{obj} holds itself (an instance attribute
+    hiding its class's), or L{None} if it has none: C{obj.name} is then its
+    class's (a method bound to C{obj}, or the class's value).
+    """
+    try:
+        value = getattr(obj, name, _MISSING)
+    except Exception:
+        return None
+    if value is _MISSING:
+        return None
+    declared = _declared(type(obj), name)
+    if declared is _MISSING:
+        return value
+    get = getattr(type(declared), "__get__", None)
+    try:
+        expected = declared if get is None else get(declared, obj, type(obj))
+    except Exception:
+        return value
+    if value is expected:
+        return None
+    # A bound method is made anew at each lookup: the same function, bound
+    # to the same object, is the class's.
+    if (
+        type(value) is MethodType
+        and type(expected) is MethodType
+        and value.__func__ is expected.__func__
+        and value.__self__ is expected.__self__
+    ):
+        return None
+    return value
+
+
+def setInstanceAttribute(obj: object, name: str, value: object) -> None:
+    """
+    Set C{obj}'s own attribute C{name}, hiding its class's, as an
+    assignment to its C{__dict__} would (the class's C{__setattr__}, if it
+    has one, is not called), without reading its C{__dict__}.
+    """
+    object.__setattr__(obj, name, value)
+
+
+def removeInstanceAttribute(obj: object, name: str) -> None:
+    """
+    Remove C{obj}'s own attribute C{name}, if it has one, so that its
+    class's shows again.
+    """
+    try:
+        object.__delattr__(obj, name)
+    except AttributeError:
+        pass
+
+
+def attributeValues(obj: object, limit: int = 20) -> list[Any]:
+    """
+    Up to C{limit} of the values C{obj} holds in its attributes (instance
+    attributes and slots), without reading its C{__dict__}: the objects its
+    type's traversal visits, but for the type itself (where the attributes
+    are already in a dict, that dict's values).
+    """
+    values: list[Any] = []
+    cls = type(obj)
+    for referent in gc.get_referents(obj):
+        if referent is cls:
+            continue
+        if type(referent) is dict:
+            values.extend(list(referent.values())[:limit])
+        else:
+            values.append(referent)
+        if len(values) >= limit:
+            break
+    return values[:limit]
