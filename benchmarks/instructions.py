@@ -18,13 +18,15 @@ is what runs under cachegrind: the set-up, then N events.
 The C{twistd-request} case counts the whole server instead: the incident
 web application (C{examples/incident.tac}) under a real twistd run by
 cachegrind, plain and with C{--logger=twisted_safelog.observer}, answering
-N and then 2N requests from one keep-alive client, one at a time: the
-instructions of every thread of the server per request, the application's
-and Twisted's included. Run about fifty times slower, the hardened server's
-events come at a few hundred a second, under the rate at which the worker
-waits for more instead of being woken for each (C{_worker.BATCH_RATE}): its
-count includes a wake-up per event, which a server at full speed does not
-pay.
+N and then 2N requests from one keep-alive client, one at a time, spread
+evenly over the same time in both runs: the instructions of every thread of
+the server per request, the application's and Twisted's included (what
+runs per second, not per request -- timers, the log file's path check every
+0.1 s -- is the same in both runs, and cancels out). Run about fifty
+times slower, the hardened server's events come at a few a second, under
+the rate from which the worker waits for more instead of being woken for
+each (C{_worker.BATCH_RATE}): its count includes a wake-up per event,
+which a server at full speed does not pay.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -237,11 +240,12 @@ CASES: dict[str, Callable[[str, str], Call]] = {
 }
 
 
-def twistdRequests(side: str, requests: int) -> int:
+def twistdRequests(side: str, requests: int, seconds: float) -> int:
     """
     The instructions of a twistd serving the incident application, under
-    cachegrind, from its start until it has answered C{requests} requests
-    and ended (SIGTERM).
+    cachegrind, from its start until it has answered C{requests} requests,
+    spread evenly over C{seconds}, and ended (SIGTERM) once they have
+    passed.
     """
     import http.client
     import signal
@@ -289,13 +293,22 @@ def twistdRequests(side: str, requests: int) -> int:
             if not webapp._waitForHealth(port, process, 300.0):
                 raise SystemExit(f"twistd-request {side}: the server did not start")
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            for _ in range(requests):
+            start = time.monotonic()
+            for n in range(requests):
+                time.sleep(max(0.0, start + n * seconds / requests - time.monotonic()))
                 connection.request("GET", "/chart-data?series=load")
                 response = connection.getresponse()
                 response.read()
                 if response.status != 200:
                     raise SystemExit(f"twistd-request {side}: status {response.status}")
             connection.close()
+            late = time.monotonic() - start - seconds
+            if late > 0.05 * seconds:
+                raise SystemExit(
+                    f"twistd-request {side}: {requests} requests took {late:.0f} s more than "
+                    f"{seconds:.0f}; fewer requests (--events) or a quieter machine"
+                )
+            time.sleep(max(0.0, start + seconds - time.monotonic()))
             process.send_signal(signal.SIGTERM)
             _, err = process.communicate(timeout=300)
         finally:
@@ -308,7 +321,11 @@ def twistdRequests(side: str, requests: int) -> int:
         return int(match.group(1).replace(",", ""))
 
 
-SERVER_CASES: dict[str, Callable[[str, int], int]] = {"twistd-request": twistdRequests}
+SERVER_CASES: dict[str, Callable[[str, int, float], int]] = {"twistd-request": twistdRequests}
+
+#: Seconds a request of the server cases is given in the longer run (under
+#: cachegrind the incident application answers about 20 a second).
+SECONDS_PER_REQUEST = 0.2
 
 
 def run(case: str, side: str, events: int) -> None:
@@ -356,10 +373,12 @@ def count(case: str, side: str, events: int) -> int:
 
 def perEvent(case: str, side: str, events: int) -> float:
     if case in SERVER_CASES:
-        # A request is about a hundred events' worth of work.
-        requests = max(1, events // 20)
+        # A request of the incident application is about ten events'
+        # worth of work; under cachegrind it takes a fifth of a second.
+        requests = max(1, events // 50)
         counter = SERVER_CASES[case]
-        return (counter(side, 2 * requests) - counter(side, requests)) / requests
+        seconds = max(10.0, 2 * requests * SECONDS_PER_REQUEST)
+        return (counter(side, 2 * requests, seconds) - counter(side, requests, seconds)) / requests
     return (count(case, side, 2 * events) - count(case, side, events)) / events
 
 
