@@ -9,13 +9,17 @@ values themselves.
 
 from __future__ import annotations
 
+import functools
 import gc
 import io
 import logging
 import logging.handlers
+import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.logger import LogPublisher, textFileLogObserver
 
 from twisted_safelog import SafeObserver, install
@@ -174,3 +178,152 @@ def test_whereStillFindsAWrappedFile(tmp_path: Path) -> None:
 
         assert _where(Outer()) == str(tmp_path / "deep.log")
         assert _where(Outer(), depth=1) is None
+
+
+class _PartialEmit:
+    """
+    A class-based decorator whose C{__get__} makes a new callable at each
+    lookup, as many do.
+    """
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+    def __get__(self, obj: object, cls: type | None = None) -> Any:
+        return functools.partial(self.function, obj)
+
+
+class _Seen(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def _emit(self, record: logging.LogRecord, tag: str = "") -> None:
+        self.seen.append(tag + record.getMessage())
+
+
+class _PartialMethodEmit(_Seen):
+    emit = functools.partialmethod(_Seen._emit, tag="pm:")  # type: ignore[assignment]
+
+
+class _SingleDispatchEmit(_Seen):
+    @functools.singledispatchmethod
+    def emit(self, record: logging.LogRecord) -> None:
+        self._emit(record, "sd:")
+
+
+class _DecoratedEmit(_Seen):
+    @_PartialEmit
+    def emit(self, record: logging.LogRecord) -> None:
+        self._emit(record, "deco:")
+
+
+def _line(message: str) -> logging.LogRecord:
+    return logging.LogRecord("n", logging.INFO, __file__, 1, message, None, None)
+
+
+@pytest.mark.parametrize("kind", [_PartialMethodEmit, _SingleDispatchEmit, _DecoratedEmit])
+def test_aClassEmitMadeAnewAtEachLookupIsTheClasses(kind: type[_Seen]) -> None:
+    """
+    A class's C{emit} whose descriptor makes a new callable at each lookup
+    (a C{functools.partialmethod}, a C{singledispatchmethod}, a decorator's
+    C{__get__}) is not taken for the instance's own: the hardening does not
+    hold the handler (dropped, it is collected), and undo leaves no C{emit}
+    on the instance.
+    """
+    handler = kind()
+    hardening = hardenHandler(handler)
+    handler.handle(_line("one"))
+    assert handler.seen[0].endswith("one") and hardening.stats().delivered == 1
+    hardening.undo()
+    assert "emit" not in vars(handler)
+    handler.handle(_line("two"))
+    assert len(handler.seen) == 2
+
+    if kind is _SingleDispatchEmit and sys.version_info >= (3, 13):
+        # Its own per-instance cache keeps every handler it was looked up
+        # on alive there, hardened or not.
+        return
+    dropped = kind()
+    hardenHandler(dropped)
+    ref = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert ref() is None
+
+
+class _PropertyEmit(_Seen):
+    @property
+    def emit(self) -> Any:  # type: ignore[override]
+        return self._emit
+
+
+class _SlotEmit(_Seen):
+    __slots__ = ("emit",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emit = self._emit  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("kind", [_PropertyEmit, _SlotEmit])
+def test_anEmitNoInstanceAttributeHidesIsLeftAlone(kind: type[_Seen]) -> None:
+    """
+    A class's C{emit} that is a property or a slot cannot be hidden by an
+    instance attribute: hardening leaves it working (its C{handleError} is
+    still hardened), and undo does not remove it.
+    """
+    handler = kind()
+    hardening = hardenHandler(handler)
+    assert hardeningOf(handler) is hardening
+    handler.handle(_line("one"))
+    hardening.undo()
+    handler.handle(_line("two"))
+    assert handler.seen == ["one", "two"]
+
+
+class _Callable:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+_static: list[str] = []
+
+
+class _StaticEmit(logging.Handler):
+    @staticmethod
+    def emit(record: logging.LogRecord) -> None:  # type: ignore[override]
+        _static.append(record.getMessage())
+
+
+class _ClassEmit(logging.Handler):
+    @classmethod
+    def emit(cls, record: logging.LogRecord) -> None:  # type: ignore[override]
+        _static.append(f"{cls.__name__}:{record.getMessage()}")
+
+
+class _CallableEmit(logging.Handler):
+    emit = _Callable()  # type: ignore[assignment]
+
+
+def test_aStaticClassOrCallableEmitIsCalledAsTheHandlerWould() -> None:
+    """
+    The class's C{emit} is called as the handler's own lookup gives it: a
+    static method or a callable object with the record alone, a class
+    method with its class; each record is delivered, none fails.
+    """
+    del _static[:]
+    for kind in (_StaticEmit, _ClassEmit, _CallableEmit):
+        handler = kind()
+        hardening = hardenHandler(handler)
+        try:
+            handler.handle(_line(kind.__name__))
+            assert hardening.stats().delivered == 1, kind
+            assert hardening.stats().failed == 0, kind
+        finally:
+            hardening.undo()
+    assert _static == ["_StaticEmit", "_ClassEmit:_ClassEmit"]
+    assert _CallableEmit.emit.seen == ["_CallableEmit"]  # type: ignore[attr-defined]

@@ -17,10 +17,17 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from ._breaker import IClock
-from ._instattrs import instanceAttribute, removeInstanceAttribute, setInstanceAttribute
+from ._instattrs import (
+    classAttribute,
+    declaredAttribute,
+    instanceAttribute,
+    removeInstanceAttribute,
+    setInstanceAttribute,
+)
 from ._policy import Policy
 from ._repeats import RECORDS
 from ._report import IReporter, defaultReporter, describe, releaseName, uniqueName
@@ -123,7 +130,7 @@ class HandlerHardening:
         # Never through handler.__dict__: see _instattrs.
         self._originalEmit = instanceAttribute(handler, "emit")
         self._originalHandleError = instanceAttribute(handler, "handleError")
-        self._classEmit = type(handler).emit
+        self._classEmit = declaredAttribute(type(handler), "emit")
         fallbackHandle = None
         if fallback is not None:
             # SafeHandler is built on this module: imported when needed.
@@ -242,22 +249,29 @@ def _closeOnError(handler: logging.Handler | None) -> None:
 
 
 def _classEmitter(
-    ref: weakref.ref[logging.Handler],
-    classEmit: Callable[[logging.Handler, logging.LogRecord], None],
+    ref: weakref.ref[logging.Handler], classEmit: Any
 ) -> Callable[[logging.LogRecord], None]:
     """
     The core's sink when the handler has no C{emit} of its own on the
-    instance: the class's C{emit}, on the handler held weakly (once it is
-    collected, the call fails and is counted). Not a method of the
-    hardening: the core would hold the hardening that holds it, and both
-    would outlive the handler (listed by L{status}) until the cycle
-    collector ran.
+    instance: the class's C{emit} (as the class declares it), on the
+    handler held weakly (once it is collected, the call fails and is
+    counted). Not a method of the hardening: the core would hold the
+    hardening that holds it, and both would outlive the handler (listed by
+    L{status}) until the cycle collector ran.
     """
+    if type(classEmit) is FunctionType:
 
-    def emit(record: logging.LogRecord) -> None:
-        classEmit(ref(), record)  # type: ignore[arg-type]
+        def emit(record: logging.LogRecord) -> None:
+            classEmit(ref(), record)
 
-    return emit
+        return emit
+
+    # A static or class method, a callable object, a partialmethod, a
+    # property: bound to the handler as its own lookup would.
+    def boundEmit(record: logging.LogRecord) -> None:
+        classAttribute(classEmit, ref())(record)
+
+    return boundEmit
 
 
 def _handlerCollected(core: HardenedSink[logging.LogRecord]) -> None:

@@ -25,6 +25,8 @@ from typing import Any
 
 __all__ = [
     "attributeValues",
+    "classAttribute",
+    "declaredAttribute",
     "instanceAttribute",
     "removeInstanceAttribute",
     "setInstanceAttribute",
@@ -33,7 +35,11 @@ __all__ = [
 _MISSING: Any = object()
 
 
-def _declared(cls: type, name: str) -> Any:
+def declaredAttribute(cls: type, name: str) -> Any:
+    """
+    The attribute C{name} as C{cls} (or the first class of its MRO that has
+    it) declares it: the function, descriptor or value itself, unbound.
+    """
     for klass in cls.__mro__:
         attributes = klass.__dict__
         if name in attributes:
@@ -41,11 +47,45 @@ def _declared(cls: type, name: str) -> Any:
     return _MISSING
 
 
+def classAttribute(declared: Any, obj: object) -> Any:
+    """
+    C{declared} (see L{declaredAttribute}) as C{obj.name} gives it when the
+    instance hides nothing: bound to C{obj} through its C{__get__} (a
+    method, a static or class method, a C{functools.partialmethod}, a
+    property's value), or the value itself.
+    """
+    get = getattr(type(declared), "__get__", None)
+    return declared if get is None else get(declared, obj, type(obj))
+
+
+def _isDataDescriptor(declared: Any) -> bool:
+    kind = type(declared)
+    return hasattr(kind, "__set__") or hasattr(kind, "__delete__")
+
+
+def _holds(obj: object, name: str, value: object) -> bool:
+    """
+    Does C{obj} hold C{value} itself (in an attribute, a slot, or in its
+    dict under C{name} where its attributes live in one)? Its type's
+    traversal visits them where they are, without making the dict.
+    """
+    for referent in gc.get_referents(obj):
+        if referent is value:
+            return True
+        if type(referent) is dict and referent.get(name, _MISSING) is value:
+            return True
+    return False
+
+
 def instanceAttribute(obj: object, name: str) -> Any:
     """
     The attribute C{name} that C{obj} holds itself (an instance attribute
     hiding its class's), or L{None} if it has none: C{obj.name} is then its
-    class's (a method bound to C{obj}, or the class's value).
+    class's (a method bound to C{obj}, or the class's value). A class's
+    descriptor that makes a new object at each lookup (a
+    C{functools.partialmethod}, a C{singledispatchmethod}, a decorator's
+    C{__get__}) is the class's, and so is a property or a slot, which no
+    instance attribute hides.
     """
     try:
         value = getattr(obj, name, _MISSING)
@@ -53,42 +93,51 @@ def instanceAttribute(obj: object, name: str) -> Any:
         return None
     if value is _MISSING:
         return None
-    declared = _declared(type(obj), name)
-    if declared is _MISSING:
-        return value
-    get = getattr(type(declared), "__get__", None)
-    try:
-        expected = declared if get is None else get(declared, obj, type(obj))
-    except Exception:
-        return value
-    if value is expected:
-        return None
-    # A bound method is made anew at each lookup: the same function, bound
-    # to the same object, is the class's.
-    if (
-        type(value) is MethodType
-        and type(expected) is MethodType
-        and value.__func__ is expected.__func__
-        and value.__self__ is expected.__self__
-    ):
-        return None
-    return value
+    declared = declaredAttribute(type(obj), name)
+    if declared is not _MISSING:
+        if _isDataDescriptor(declared):
+            return None
+        try:
+            expected = classAttribute(declared, obj)
+        except Exception:
+            expected = _MISSING
+        if value is expected:
+            return None
+        # A bound method is made anew at each lookup: the same function, bound
+        # to the same object, is the class's.
+        if (
+            type(value) is MethodType
+            and type(expected) is MethodType
+            and value.__func__ is expected.__func__
+            and value.__self__ is expected.__self__
+        ):
+            return None
+    # Another object than the class's: the instance's own only if it holds
+    # it (a descriptor may make a new one at each lookup, a __getattr__ or
+    # __getattribute__ one of its own).
+    return value if _holds(obj, name, value) else None
 
 
 def setInstanceAttribute(obj: object, name: str, value: object) -> None:
     """
     Set C{obj}'s own attribute C{name}, hiding its class's, as an
     assignment to its C{__dict__} would (the class's C{__setattr__}, if it
-    has one, is not called), without reading its C{__dict__}.
+    has one, is not called), without reading its C{__dict__}. A property or
+    a slot of its class's, which an instance attribute cannot hide, is left
+    alone (as it would hide a value put in the dict).
     """
+    if _isDataDescriptor(declaredAttribute(type(obj), name)):
+        return
     object.__setattr__(obj, name, value)
 
 
 def removeInstanceAttribute(obj: object, name: str) -> None:
     """
     Remove C{obj}'s own attribute C{name}, if it has one, so that its
-    class's shows again.
+    class's shows again (never a property's or slot's value).
     """
+    if _isDataDescriptor(declaredAttribute(type(obj), name)):
+        return
     try:
         object.__delattr__(obj, name)
     except AttributeError:
