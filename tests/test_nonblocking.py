@@ -28,6 +28,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from twisted_safelog import NonBlockingObserver, SafeObserver, SinkStats
+from twisted_safelog._worker import Channel
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
 from .helpers import BrokenHandler, RecordingReporter, event, waitFor
@@ -690,3 +691,62 @@ def test_anEventQueuedAsAFlushGivesUpIsCountedNotLost() -> None:
     assert stats.received == 5
     assert stats.balanced, stats
     assert stats.delivered + stats.droppedByReason["shutdown"] == 5
+
+
+class _ClearedBetweenReads(Channel):
+    """
+    A channel whose L{Channel.busySince} is read as the worker writes it,
+    without the lock, between two reads of the same check: each read gives
+    the next of C{values}; once they are used up the queue is delivered
+    (emptied) and it reads 0.
+    """
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+        self.reads = 0
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def busySince(self) -> float:
+        self.reads += 1
+        if self.values:
+            return self.values.pop(0)
+        self.queue.clear()
+        return 0.0
+
+    @busySince.setter
+    def busySince(self, value: float) -> None:
+        pass
+
+
+def test_stalledForIsNeverTheTimeSinceBoot() -> None:
+    """
+    C{stalledFor} is how long the delivery in progress has not returned,
+    even when the worker ends that delivery (and clears its mark, without
+    the lock) while L{NonBlockingObserver.stats} looks: never
+    C{time.monotonic()} itself (the system's uptime).
+    """
+    observer = NonBlockingObserver(RecordingObserver(), stallTimeout=1.0, start=False)
+    stalled = time.monotonic() - 5.0
+    observer._channel = _ClearedBetweenReads([stalled, 0.0, 0.0])
+    assert 5.0 <= observer.stats().stalledFor < 60
+    assert observer.stats().stalledFor == 0
+
+
+def test_aFlushWaitsWhileSlowDeliveriesFollowEachOther() -> None:
+    """
+    A flush gives up on a delivery that stays stalled, not on slow
+    deliveries that follow each other: one that ends (its mark cleared
+    without the lock) as the flush looks, then the next, are two
+    deliveries, and the flush waits until the queue is delivered.
+    """
+    channel = _ClearedBetweenReads([])
+    channel.alive = True
+    channel.queue.extend([{"n": 1}, {"n": 2}])
+    now = time.monotonic()
+    # The first delivery, stalled, ends as the flush looks; the next one,
+    # stalled too, ends as the flush looks again.
+    channel.values = [now - 2.0, 0.0, 0.0, now - 1.0, 0.0, 0.0]
+    left, inFlight = channel.waitDelivered(now + 30.0, 0.5)
+    assert (left, inFlight) == (0, 0)
+    assert not channel.values

@@ -517,9 +517,7 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         progress has not returned, once that is C{stallTimeout} or more.
         """
         channel = self._channel
-        stalledFor = 0.0
-        if self._stalled():
-            stalledFor = time.monotonic() - channel.busySince
+        stalledFor = channel.stalledFor(self.stallTimeout)
         sink = self.observer.stats()
         return SinkStats.fromCounters(
             self.name,

@@ -123,8 +123,21 @@ class Channel:
         """
         Has the delivery in progress not returned for C{timeout} seconds?
         """
+        return bool(self.stalledFor(timeout))
+
+    def stalledFor(self, timeout: float) -> float:
+        """
+        How long the delivery in progress has not returned, once that is
+        C{timeout} seconds or more; else 0.
+
+        L{busySince} is read once: the worker clears it without the lock,
+        and a second read could find 0 (a stall of the system's uptime).
+        """
         since = self.busySince
-        return bool(since) and (time.monotonic() - since >= timeout > 0)
+        if not since:
+            return 0.0
+        elapsed = time.monotonic() - since
+        return elapsed if elapsed >= timeout > 0 else 0.0
 
     def startWorker(self, args: tuple[Any, ...], name: str) -> Exception | None:
         """
@@ -177,11 +190,13 @@ class Channel:
         stuckIn: float | None = None
         with self.lock:
             while self.pending() and self.alive:
-                if self.stalled(stallTimeout):
+                # Read once: the worker clears it without the lock.
+                since = self.busySince
+                if since and time.monotonic() - since >= stallTimeout > 0:
                     # Stalled, and still the same delivery a moment later.
-                    if stuckIn == self.busySince:
+                    if stuckIn == since:
                         break
-                    stuckIn = self.busySince
+                    stuckIn = since
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
