@@ -327,3 +327,23 @@ def test_aStaticClassOrCallableEmitIsCalledAsTheHandlerWould() -> None:
             hardening.undo()
     assert _static == ["_StaticEmit", "_ClassEmit:_ClassEmit"]
     assert _CallableEmit.emit.seen == ["_CallableEmit"]  # type: ignore[attr-defined]
+
+
+def test_whereLooksAtADictAttributeAsOneValue(tmp_path: Path) -> None:
+    """
+    A dict held in an attribute (a table of files, say) is one attribute
+    value, not the object's attributes: whether they are inline values
+    (3.11 and later) or in a dict (3.10), the file inside it is not taken
+    for the one the sink writes to, and its values are not all copied.
+    """
+    with open(tmp_path / "table.log", "w") as f:
+
+        class Sink:
+            def __init__(self) -> None:
+                self.table = {"k": f}
+
+        sink = Sink()
+        before = inADict(sink)
+        assert _where(sink) is None
+        assert any(v is sink.table for v in attributeValues(sink))
+        assert inADict(sink) == before

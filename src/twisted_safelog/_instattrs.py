@@ -20,6 +20,7 @@ are.
 from __future__ import annotations
 
 import gc
+from itertools import islice
 from types import MethodType
 from typing import Any
 
@@ -156,10 +157,25 @@ def attributeValues(obj: object, limit: int = 20) -> list[Any]:
     for referent in gc.get_referents(obj):
         if referent is cls:
             continue
-        if type(referent) is dict:
-            values.extend(list(referent.values())[:limit])
+        if type(referent) is dict and _isAttributeDict(obj, referent):
+            values.extend(islice(referent.values(), limit))
         else:
             values.append(referent)
         if len(values) >= limit:
             break
     return values[:limit]
+
+
+def _isAttributeDict(obj: object, referent: dict[Any, Any]) -> bool:
+    """
+    Is C{referent}, a dict C{obj}'s traversal visits, the dict its
+    attributes live in? Where they are inline values (3.11 and later), a
+    dict visited is the value of one of them (a table of files, say): one
+    value, as on 3.10, where it is in the attributes' dict.
+    """
+    for key, value in referent.items():
+        try:
+            return isinstance(key, str) and getattr(obj, key, _MISSING) is value
+        except Exception:
+            return False
+    return True
