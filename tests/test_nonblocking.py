@@ -139,6 +139,29 @@ def test_blockWaitsThenDrops() -> None:
     assert observer.stats().droppedByReason["overflow"] == 2
 
 
+def test_aFlushThatGivesUpWakesCallersWaitingForRoom() -> None:
+    """
+    A flush that gives up on a stuck sink empties the queue (counted
+    "shutdown"): a caller the block policy holds for room gets it then, not
+    at the end of its blockTimeout.
+    """
+    observer, sink, _ = blocked(maxQueue=2, policy="block", blockTimeout=60)
+    observer(event(1))
+    observer(event(2))
+    caller = threading.Thread(target=observer, args=(event(3),))
+    caller.start()
+    assert waitFor(lambda: observer._channel.roomWaiters == 1)
+    assert not observer.flush(0.1)
+    caller.join(20)
+    assert not caller.is_alive()
+    sink.gate.set()
+    assert observer.flush(10)
+    assert delivered(sink) == [0, 3]
+    stats = observer.stats()
+    assert (stats.received, stats.delivered, stats.droppedByReason["shutdown"]) == (4, 2, 2)
+    observer.stop()
+
+
 def test_blockGetsRoomWhenTheSinkCatchesUp() -> None:
     observer, sink, _ = blocked(maxQueue=2, policy="block", blockTimeout=10)
     observer(event(1))

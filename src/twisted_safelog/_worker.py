@@ -211,6 +211,10 @@ class Channel:
             while queue:
                 queue.popleft()
                 left += 1
+            if left and self.roomWaiters:
+                # Callers the block policy holds for room have it now, not
+                # at the end of their blockTimeout.
+                self.room.notify_all()
             return left, self.inFlight
 
     def handOff(
