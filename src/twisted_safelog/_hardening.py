@@ -293,7 +293,13 @@ def hardeningOf(handler: logging.Handler) -> HandlerHardening | None:
     @param handler: a stdlib handler.
     @return: its L{HandlerHardening}, or L{None} if it is not hardened.
     """
-    capture = instanceAttribute(handler, "handleError")
+    # A plain lookup, not instanceAttribute(): asked for every record a
+    # QueueListener delivers (install()), and only a hardening's capture is
+    # a method bound to a HandlerHardening.
+    try:
+        capture = getattr(handler, "handleError", None)
+    except Exception:
+        return None
     owner = getattr(capture, "__self__", None)
     return owner if isinstance(owner, HandlerHardening) else None
 
