@@ -254,22 +254,11 @@ def twistdRequests(side: str, requests: int, seconds: float) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         port = webapp.freePort()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWISTED_SAFELOG_")}
-        env.update(
-            CHARTAPP_PORT=str(port),
-            CHARTAPP_LOG_DIR=tmp,
-            CHARTAPP_BREAK_LOGGING="0",
-            # The app's watchdog off: it looks at /proc twice a second, a
-            # cost per second, not per request, that the slowed run would
-            # spread over the requests (and it must not end the slowed run).
-            CHARTAPP_WEDGE_SECONDS="0",
-            PYTHONHASHSEED="0",
-        )
-        args = ["-n", "--pidfile=", "--logfile", str(Path(tmp) / "twistd.log")]
-        if side == "hardened":
-            # As in benchmarks/webapp.py: every line plain twistd writes.
-            args.append("--logger=twisted_safelog.observer")
-            env["TWISTED_SAFELOG_REPEAT_BURST"] = "0"
+        command, env = webapp.serverCommand(f"{side} healthy", tmp, port)
+        # The app's watchdog off: it looks at /proc twice a second, a cost
+        # per second, not per request, that the slowed run would spread over
+        # the requests (and it must not end the slowed run).
+        env.update(CHARTAPP_WEDGE_SECONDS="0", PYTHONHASHSEED="0")
         out = Path(tmp) / "cg.out"
         process = subprocess.Popen(
             [
@@ -277,10 +266,7 @@ def twistdRequests(side: str, requests: int, seconds: float) -> int:
                 "--tool=cachegrind",
                 "--cache-sim=no",
                 f"--cachegrind-out-file={out}",
-                *webapp.twistdCommand(),
-                *args,
-                "-y",
-                str(webapp.TAC),
+                *command,
             ],
             cwd=tmp,
             env=env,

@@ -118,31 +118,39 @@ def load(port: int, seconds: float, clients: int, requestTimeout: float) -> dict
     }
 
 
+def serverCommand(which: str, tmp: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """
+    The twistd command line and environment for run C{which} (one of
+    L{RUNS}) serving on C{port}, its logs in C{tmp}.
+    """
+    hardened = which.startswith("hardened")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWISTED_SAFELOG_")}
+    env.update(
+        CHARTAPP_PORT=str(port),
+        CHARTAPP_LOG_DIR=tmp,
+        CHARTAPP_BREAK_LOGGING="1" if which.endswith("broken") else "0",
+    )
+    args = ["-n", "--pidfile=", "--logfile", str(Path(tmp) / "twistd.log")]
+    if hardened:
+        args.append("--logger=twisted_safelog.observer")
+        # Like for like: the app logs the same line for every request,
+        # which identical-event suppression (on by default) would hold
+        # back past 100 a second, writing far less than plain twistd.
+        env["TWISTED_SAFELOG_REPEAT_BURST"] = "0"
+    return [*twistdCommand(), *args, "-y", str(TAC)], env
+
+
 def oneRun(which: str, seconds: float, clients: int) -> dict[str, Any]:
     """
     Start twistd for run C{which}, load it, stop it (SIGTERM, then SIGKILL
     after a deadline). Everything is bounded.
     """
-    hardened = which.startswith("hardened")
-    broken = which.endswith("broken")
+    hardened, broken = which.startswith("hardened"), which.endswith("broken")
     with tempfile.TemporaryDirectory() as tmp:
         port = freePort()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWISTED_SAFELOG_")}
-        env.update(
-            CHARTAPP_PORT=str(port),
-            CHARTAPP_LOG_DIR=tmp,
-            CHARTAPP_BREAK_LOGGING="1" if broken else "0",
-        )
-        args = ["-n", "--pidfile=", "--logfile", str(Path(tmp) / "twistd.log")]
-        if hardened:
-            args.append("--logger=twisted_safelog.observer")
-        if hardened:
-            # Like for like: the app logs the same line for every request,
-            # which identical-event suppression (on by default) would hold
-            # back past 100 a second, writing far less than plain twistd.
-            env["TWISTED_SAFELOG_REPEAT_BURST"] = "0"
+        command, env = serverCommand(which, tmp, port)
         process = subprocess.Popen(
-            [*twistdCommand(), *args, "-y", str(TAC)],
+            command,
             cwd=tmp,
             env=env,
             stdin=subprocess.DEVNULL,
