@@ -39,20 +39,11 @@ from twisted_safelog._repeats import deliverMarked
 from twisted_safelog._settings import Settings
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
-from .helpers import RecordingReporter
+from .helpers import RecordingReporter, waitFor
 from .twistdprocess import environment, start, stop
 
 LOOP_LINE = "Starting new HTTP connection (1): collector.example:443"
 FEEDBACK = "likely feedback loop"
-
-
-def waitFor(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def event(text: str = "retrying", namespace: str = "app", **fields: Any) -> LogEvent:
