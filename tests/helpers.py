@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from twisted.internet.task import Clock
@@ -261,3 +263,16 @@ CHILD_HELPERS = textwrap.dedent(
         return waitFor(landed, timeout)
     """
 )
+
+
+def childResult(script: str, *args: str) -> Any:
+    """
+    Run the Python C{script} in a child process with C{args} (bounded); it
+    must exit 0 (its stderr and status are the failure message) and print
+    one JSON value, which this returns.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    return json.loads(result.stdout)

@@ -26,7 +26,7 @@ import pytest
 from twisted_safelog import LogFileWriter
 from twisted_safelog._rotationwatch import rotationWatcher
 
-from .helpers import CHILD_HELPERS, RecordingReporter, requireTool, waitFor
+from .helpers import CHILD_HELPERS, RecordingReporter, childResult, requireTool, waitFor
 from .test_file import numbers
 from .twistdprocess import daemonize, environment, start, stop, stopPid
 
@@ -266,14 +266,7 @@ def test_theWatcherSurvivesFork(tmp_path: Path) -> None:
     none, and no thread): a move is noticed in the child and, after it, in
     the parent.
     """
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_CHILD, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout)
+    found = childResult(FORK_CHILD, str(tmp_path))
     assert found["runningBefore"] is True
     assert found["atFork"] == [["MainThread"]]
     assert found["child"] == {

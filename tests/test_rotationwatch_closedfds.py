@@ -12,13 +12,10 @@ descriptors too).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from .helpers import CHILD_HELPERS
+from .helpers import CHILD_HELPERS, childResult
 
 CHILD = CHILD_HELPERS + textwrap.dedent(
     """
@@ -69,14 +66,7 @@ CHILD = CHILD_HELPERS + textwrap.dedent(
 
 
 def test_descriptorsClosedUnderTheWatcherAreNotTouchedAndWatchingGoesOn(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout)
+    found = childResult(CHILD, str(tmp_path))
     assert found == {
         "runningBefore": True,
         "reused": True,
