@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 import threading
+from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
@@ -60,6 +61,16 @@ def quarantining(sink: object, clock: Clock | None = None, **settings: object) -
     )
 
 
+def recover(safe: SafeObserver, sink: Any, clock: Clock) -> None:
+    """
+    Mend C{sink} and let C{safe}'s probe through (the clock past the reset
+    timeout L{quarantining} sets), then replay what it buffered.
+    """
+    sink.broken = False
+    clock.advance(10.0)
+    safe.drain()
+
+
 def payload(n: int) -> str:
     # Every fifth event is 4 kB (a fifth of bufferBytes below), every
     # seventh 9 kB; the others small. Distinct strings, so nothing is
@@ -104,9 +115,7 @@ def test_aFloodOfMixedSizesKeepsTheNewestWithinBothBoundsAndCountsTheRest(
     assert 0 < stats.buffered <= 20
     if withFallback:
         assert [e["n"] for e in fallback.events] == list(range(total))
-    sink.broken = False
-    clock.advance(10.0)
-    safe.drain()
+    recover(safe, sink, clock)
     assert sink.taken == list(range(total - stats.buffered, total))
     after = safe.stats()
     assert after.delivered == stats.buffered
@@ -132,9 +141,7 @@ def test_aFloodOfHugeEventsKeepsAtMostTheByteBound() -> None:
     stats = safe.stats()
     assert stats.buffered == 1
     assert stats.droppedByReason["overflow"] == 200 - 1 - stats.failed
-    sink.broken = False
-    clock.advance(10.0)
-    safe.drain()
+    recover(safe, sink, clock)
     assert sink.taken == [199]
     assert safe.stats().balanced
 
@@ -210,9 +217,7 @@ def test_aFloodOfHugeDictSubclassEventsKeepsAtMostTheByteBound(kind: str) -> Non
         assert safe.bufferedBytes <= safe.bufferBytes
     stats = safe.stats()
     assert stats.droppedByReason["overflow"] == 100 - 1 - stats.failed
-    sink.broken = False
-    clock.advance(10.0)
-    safe.drain()
+    recover(safe, sink, clock)
     assert sink.taken == [99]
     assert safe.stats().balanced
 
