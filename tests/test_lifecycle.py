@@ -216,6 +216,43 @@ def test_forkInTheMiddleOfAQueuedDelivery() -> None:
     assert child["notes"] == [], child  # type: ignore[index]
 
 
+def test_aForkJustAfterTheWorkerCountedItsEventLosesNothingTwice() -> None:
+    """
+    The worker marks an event in flight before it takes it off the queue,
+    and clears the mark after counting it delivered, without the lock: a
+    fork can come while the mark is set on an event the counters already
+    count. The child's count of what the fork took (C{"fork"}) comes from
+    what was received and not settled, so that event is not counted twice
+    and the child's accounts balance.
+    """
+    result = runScript(
+        """
+        seen = []
+        observer = NonBlockingObserver(lambda e: seen.append(e["n"]))
+        for n in range(3):
+            observer(ev(n))
+        assert observer.flush(10)
+        # The worker, frozen by the fork between counting event 2
+        # delivered and clearing its mark.
+        observer._channel.inFlight = 1
+
+        def child():
+            s = observer.stats()
+            return {"byReason": dict(s.droppedByReason), "balanced": s.balanced,
+                    "received": s.received, "delivered": s.delivered}
+
+        inChildResult = inChild(child)
+        observer._channel.inFlight = 0
+        print(json.dumps({"child": inChildResult, "parent": seen}))
+        """
+    )
+    child = result["child"]
+    assert result["parent"] == [0, 1, 2]
+    assert child["received"] == child["delivered"] == 3, child  # type: ignore[index]
+    assert child["byReason"]["fork"] == 0, child  # type: ignore[index]
+    assert child["balanced"], child  # type: ignore[index]
+
+
 def test_forkWhileLocksAreHeldAndAProbeIsInFlight() -> None:
     """
     At the fork, other threads hold the file writer's lock (a write stuck

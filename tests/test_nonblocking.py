@@ -105,6 +105,23 @@ def test_theCallerDoesNotWaitForASlowSink() -> None:
     assert delivered(sink) == list(range(51))
 
 
+def test_theWorkerTakesQueuedEventsWithoutTheLock() -> None:
+    """
+    While the queue holds events the worker takes them without the queue's
+    lock (it takes the lock only once the queue is empty): a thread holding
+    the lock, as a caller of the block policy or a flush does, does not hold
+    up the delivery of what is queued.
+    """
+    observer, sink, _ = blocked(maxQueue=100)
+    for n in range(1, 6):
+        observer(event(n))
+    with observer._channel.lock:
+        sink.gate.set()
+        assert waitFor(lambda: delivered(sink) == list(range(6)), timeout=30)
+    assert observer.flush(10)
+    assert observer.stats().balanced
+
+
 def test_dropNewest() -> None:
     observer, sink, reporter = blocked(maxQueue=5, policy="drop-newest")
     for n in range(1, 11):

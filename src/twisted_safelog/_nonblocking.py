@@ -485,23 +485,25 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
         self._pausedForFork = False
         channel = self._channel
-        inFlight, queued = channel.inFlight, len(channel.queue)
         channel.reset()
         if not keepPending:
             channel.queue.clear()
-        lost = inFlight + (0 if keepPending else queued)
-        # Threads that are gone here may have been inside a call: each had
-        # counted its event as received, and will never queue it, drop it
-        # or count it here. Read from the counters, not stats(): the
-        # wrapped sink's report lock may be held by one of them.
+        # Whatever was received and not settled is lost here: queued (unless
+        # the child keeps it), in flight, or inside a call on a thread that
+        # is gone (each had counted its event as received, and will never
+        # queue it, drop it or count it here). Not from the worker's
+        # in-flight mark: it marks an event before taking it off the queue,
+        # and clears it after counting it delivered, so at the fork it may
+        # count an event the queue or the counters count too. Read from the
+        # counters, not stats(): the wrapped sink's report lock may be held
+        # by one of them.
         settled = (
             self._delivered.value
             + self._failed.value
             + sum(self._drops.byReason().values())
-            + lost
             + len(channel.queue)
         )
-        lost += max(self._received.value - settled, 0)
+        lost = max(self._received.value - settled, 0)
         if lost:
             # Not lost: the parent delivers them (see _safe's twin).
             self._drops.add(DropReason.fork, lost)

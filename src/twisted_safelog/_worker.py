@@ -54,15 +54,18 @@ class _Pace:
 
     def __init__(self) -> None:
         self.since = time.monotonic()
-        self.delivered = 0
+        self.count = 0
         self.fast = False
 
-    def waitForMore(self) -> bool:
+    def waitForMore(self, delivered: int) -> bool:
+        """
+        @param delivered: how many events the worker has delivered so far.
+        """
         now = time.monotonic()
         elapsed = now - self.since
         if elapsed >= BATCH_WAIT:
-            self.fast = self.delivered >= BATCH_RATE * elapsed
-            self.since, self.delivered = now, 0
+            self.fast = delivered - self.count >= BATCH_RATE * elapsed
+            self.since, self.count = now, delivered
         return self.fast
 
 
@@ -302,16 +305,70 @@ def work(
     The worker's loop: deliver queued events in order; while idle, replay a
     quarantined sink's buffer when its breaker allows; end when told to stop
     and the queue is empty.
+
+    While the queue holds events it takes them without the lock (a deque's
+    C{popleft} is atomic; the callers append without it too): the lock is
+    taken only once the queue is empty, to wait, to end, or to wake a
+    caller the block policy holds for room.
     """
     channel.workerIdent = currentThread()
     queue = channel.queue
+    popleft = queue.popleft
+    monotonic = time.monotonic
+    ticks = delivered.ticks
+    # Events delivered by this worker, for its pace.
+    count = 0
     pace = _Pace()
     ended = False
     try:
         waited = False
         while True:
+            if queue:
+                # In flight before it leaves the queue: pending() may count
+                # it twice for a moment, never not at all (a flush would
+                # end before it is written).
+                channel.inFlight = 1
+                try:
+                    event = popleft()
+                except IndexError:
+                    # Emptied meanwhile by a flush that gave up.
+                    channel.inFlight = 0
+                    continue
+                if channel.roomWaiters:
+                    with channel.lock:
+                        channel.room.notify()
+                waited = False
+                channel.busySince = monotonic()
+                try:
+                    if type(event) is Marked:
+                        # Let through while it repeats: delivered inside the
+                        # observer's mark, so that its echoes are known.
+                        deliverMarked(event.token, sink, event.event)
+                    else:
+                        sink(event)
+                    next(ticks)
+                    count += 1
+                except BaseException as error:
+                    # A hardened sink does not raise; if something still
+                    # does, the worker keeps going.
+                    failed.increment()
+                    channel.lastError = describe(error)
+                    try:
+                        reporter.failure(name, error, describe(error))
+                    except Exception:
+                        pass
+                finally:
+                    # Without the lock: whoever waits for the queue to be
+                    # delivered (waitDelivered, handOff) is notified when
+                    # the worker next takes the lock and finds the queue
+                    # empty.
+                    channel.inFlight = 0
+                    channel.busySince = 0.0
+                continue
             with channel.lock:
-                if not queue and channel.stopping:
+                if queue:
+                    continue
+                if channel.stopping:
                     # Callers append without the lock once they have seen
                     # it alive: it says it has ended before its last look
                     # at the queue, so that such an event is either seen
@@ -322,64 +379,33 @@ def work(
                         channel.ended()
                         return
                     channel.alive = True
-                if not queue:
-                    channel.idle.notify_all()
-                    if not waited and not sink.buffered and pace.waitForMore():
-                        # Not sleeping: callers queue without waking it.
-                        waited = True
-                        channel.wake.wait(BATCH_WAIT)
-                        if not queue:
-                            continue
-                    else:
-                        waited = False
-                        channel.sleeping = True
-                        try:
-                            # Callers may append without the lock: one
-                            # that looked before the flag was set queued
-                            # its event before this look.
-                            if not queue:
-                                channel.wake.wait(_idleWait(sink))
-                        finally:
-                            channel.sleeping = False
-                else:
-                    waited = False
-                event = queue.popleft() if queue else None
-                if event is not None:
-                    channel.inFlight = 1
-                    if channel.roomWaiters:
-                        channel.room.notify()
-                channel.busySince = time.monotonic()
-            if event is None:
+                    continue
+                channel.idle.notify_all()
+                if not waited and not sink.buffered and pace.waitForMore(count):
+                    # Not sleeping: callers queue without waking it.
+                    waited = True
+                    channel.wake.wait(BATCH_WAIT)
+                    continue
+                waited = False
+                channel.sleeping = True
                 try:
-                    sink.drain()
-                except Exception:
-                    pass
+                    # Callers may append without the lock: one that looked
+                    # before the flag was set queued its event before this
+                    # look.
+                    if not queue:
+                        channel.wake.wait(_idleWait(sink))
                 finally:
-                    channel.busySince = 0.0
-                continue
+                    channel.sleeping = False
+                if queue:
+                    continue
+                channel.busySince = monotonic()
+            # Woken with nothing queued: replay what a quarantined sink
+            # buffers, if its breaker allows, and say what is due.
             try:
-                if type(event) is Marked:
-                    # Let through while it repeats: delivered inside the
-                    # observer's mark, so that its echoes are known.
-                    deliverMarked(event.token, sink, event.event)
-                else:
-                    sink(event)
-                delivered.increment()
-                pace.delivered += 1
-            except BaseException as error:
-                # A hardened sink does not raise; if something still does,
-                # the worker keeps going.
-                failed.increment()
-                channel.lastError = describe(error)
-                try:
-                    reporter.failure(name, error, describe(error))
-                except Exception:
-                    pass
+                sink.drain()
+            except Exception:
+                pass
             finally:
-                # Without the lock: whoever waits for the queue to be
-                # delivered (waitDelivered, handOff) is notified when the
-                # worker next takes the lock and finds the queue empty.
-                channel.inFlight = 0
                 channel.busySince = 0.0
     finally:
         if not ended:
