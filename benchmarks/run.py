@@ -201,14 +201,18 @@ def growthTable(result: dict[str, Any]) -> str:
 
 
 def twistdTable(result: dict[str, Any]) -> str:
-    lines = ["run               req/s     p50 ms    p99 ms"]
+    lines = ["run               req/s     p50 ms    p99 ms  CPU us/req  switches/req"]
     for which, values in result["table"].items():
         rps, p50, p99 = values["rps"], values["p50"], values["p99"]
+        cpu, switches = values.get("cpuPerRequest"), values.get("switchesPerRequest")
 
-        def fmt(v: float, spec: str) -> str:
+        def fmt(v: float | None, spec: str) -> str:
             return "-" if v is None or math.isnan(v) else format(v, spec)
 
-        lines.append(f"{which:<16} {fmt(rps, '>6,.0f')}  {fmt(p50, '>8.2f')}  {fmt(p99, '>8.2f')}")
+        lines.append(
+            f"{which:<16} {fmt(rps, '>6,.0f')}  {fmt(p50, '>8.2f')}  {fmt(p99, '>8.2f')}"
+            f"  {fmt(cpu, '>10,.0f')}  {fmt(switches, '>12.2f')}"
+        )
     return "\n".join(lines)
 
 

@@ -14,7 +14,11 @@ The client is this process: C{clients} keep-alive connections, each sending
 GET /chart-data and waiting for the answer, for C{seconds} seconds; a
 request not answered in C{requestTimeout} seconds counts as failed and its
 connection is replaced. Requests per second count answered requests;
-latency percentiles are over answered requests.
+latency percentiles are over answered requests. On Linux each run also
+gives the server's CPU time per answered request (all its threads, user
+and system, from /proc) and its threads' context switches per request:
+the reactor is CPU-bound, so req/s follows the CPU time per request, which
+scheduling on a shared machine moves less than it moves req/s and latency.
 """
 
 from __future__ import annotations
@@ -118,6 +122,25 @@ def load(port: int, seconds: float, clients: int, requestTimeout: float) -> dict
     }
 
 
+def processUsage(pid: int) -> tuple[float, int] | None:
+    """
+    Process C{pid}'s CPU seconds so far (user and system, all threads) and
+    its threads' context switches (voluntary and not); L{None} without
+    Linux's /proc.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        switches = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return seconds, switches
+
+
 def serverCommand(which: str, tmp: str, port: int) -> tuple[list[str], dict[str, str]]:
     """
     The twistd command line and environment for run C{which} (one of
@@ -159,8 +182,16 @@ def oneRun(which: str, seconds: float, clients: int) -> dict[str, Any]:
         )
         try:
             ready = _waitForHealth(port, process, 5.0 if broken and not hardened else 30.0)
+            before = processUsage(process.pid)
             result = load(port, seconds, clients, requestTimeout=1.0 if ready else 0.5)
+            after = processUsage(process.pid)
             result["ready"] = ready
+            answered = result["requests"]
+            if before is not None and after is not None and answered:
+                result["cpuPerRequest"] = (after[0] - before[0]) / answered * 1e6
+                result["switchesPerRequest"] = (after[1] - before[1]) / answered
+            else:
+                result["cpuPerRequest"] = result["switchesPerRequest"] = None
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -203,7 +234,7 @@ def caseWebApp(args: argparse.Namespace) -> dict[str, Any]:
             runs[which].append(oneRun(which, seconds, clients))
 
     def med(which: str, key: str) -> float:
-        values = [run[key] for run in runs[which] if run[key] is not None]
+        values = [run[key] for run in runs[which] if run.get(key) is not None]
         return statistics.median(values) if values else float("nan")
 
     ph, hh, hb = "plain healthy", "hardened healthy", "hardened broken"
@@ -211,7 +242,13 @@ def caseWebApp(args: argparse.Namespace) -> dict[str, Any]:
     healthyP99 = med(hh, "p99") / med(ph, "p99")
     brokenRps = med(hb, "rps") / med(ph, "rps")
     brokenP99 = med(hb, "p99") / med(ph, "p99")
-    summary = {which: {key: med(which, key) for key in ("rps", "p50", "p99")} for which in RUNS}
+    summary = {
+        which: {
+            key: med(which, key)
+            for key in ("rps", "p50", "p99", "cpuPerRequest", "switchesPerRequest")
+        }
+        for which in RUNS
+    }
     return {
         "plain": med(ph, "rps"),
         "hardened": med(hh, "rps"),
