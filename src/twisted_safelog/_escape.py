@@ -27,6 +27,19 @@ _UNSAFE_WITH_NEWLINE = re.compile(
 #: The ASCII characters of the patterns above.
 _ASCII = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 _ASCII_WITH_NEWLINE = _ASCII + b"\n"
+
+
+def _marking(unsafe: bytes) -> bytes:
+    """
+    A C{bytes.translate} table that changes exactly the bytes in C{unsafe}.
+    """
+    return bytes(c ^ 0x80 if c in unsafe else c for c in range(256))
+
+
+#: Translating with these returns the very same bytes object when nothing
+#: changed, that is when the text holds none of the ASCII characters above.
+_MARK = _marking(_ASCII)
+_MARK_WITH_NEWLINE = _marking(_ASCII_WITH_NEWLINE)
 _NAMED = {"\r": "\\r", "\n": "\\n", "\x0b": "\\v", "\x0c": "\\f"}
 
 
@@ -48,9 +61,12 @@ def escapeControl(text: str, newlines: bool = True) -> str:
     if text.isascii():
         # Nearly every line: one pass of bytes.translate (a table lookup per
         # character) tells whether it holds any of the ASCII characters the
-        # pattern matches, for a fraction of the pattern's search.
+        # pattern matches, for a fraction of the pattern's search. With a
+        # table and nothing to delete, translate is CPython's tight loop
+        # (deleting builds a table of 256 entries first, on every call), and
+        # it returns its input itself when no byte changed.
         data = text.encode("ascii")
-        if len(data.translate(None, _ASCII if newlines else _ASCII_WITH_NEWLINE)) == len(data):
+        if data.translate(_MARK if newlines else _MARK_WITH_NEWLINE) is data:
             return text
     pattern = _UNSAFE if newlines else _UNSAFE_WITH_NEWLINE
     if pattern.search(text) is None:
