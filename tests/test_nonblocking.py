@@ -700,6 +700,11 @@ class _SwitchWhenCounted(deque):  # type: ignore[type-arg]
         self._switch(sys._getframe(1).f_code.co_name)
         return full
 
+    def popleft(self) -> Any:
+        # Or as it takes them out, one by one, to count them.
+        self._switch(sys._getframe(1).f_code.co_name)
+        return super().popleft()
+
     def _switch(self, caller: str) -> None:
         run = self.run
         if run is not None and caller == "waitDelivered":
@@ -790,3 +795,160 @@ def test_aFlushWaitsWhileSlowDeliveriesFollowEachOther() -> None:
     left, inFlight = channel.waitDelivered(now + 30.0, 0.5)
     assert (left, inFlight) == (0, 0)
     assert not channel.values
+
+
+# -- the worker takes queued events without the lock ----------------------------
+
+
+class _TakenAfterTheLook(deque):  # type: ignore[type-arg]
+    """
+    The observer's queue, where a thread holding the queue's lock looks at
+    it (its length, its truth, its items) from the function named
+    C{where}, or takes from it there, and is switched out right then (as a
+    thread switch there would do): C{letRun()} lets the worker go, and the
+    worker, which takes queued events without the lock, runs until it has
+    taken them all. Once.
+
+    Calls from C{__call__} meet at C{barrier}, if set, before and after
+    they read the length: callers that all look at once, before any of them
+    appends.
+    """
+
+    where = ""
+    letRun: Any = None
+    switched = False
+    barrier: threading.Barrier | None = None
+
+    def __len__(self) -> int:
+        caller = sys._getframe(1).f_code.co_name
+        if self.barrier is not None and caller == "__call__":
+            self.barrier.wait()
+            length = super().__len__()
+            self.barrier.wait()
+            return length
+        length = super().__len__()
+        self._switch(caller)
+        return length
+
+    def __bool__(self) -> bool:
+        # Python 3.10 tests a deque subclass's truth without its __len__.
+        full = super().__len__() > 0
+        self._switch(sys._getframe(1).f_code.co_name)
+        return full
+
+    def __iter__(self) -> Iterator[Any]:
+        items = super().__iter__()
+        self._switch(sys._getframe(1).f_code.co_name)
+        return items
+
+    def popleft(self) -> Any:
+        self._switch(sys._getframe(1).f_code.co_name)
+        return super().popleft()
+
+    def pop(self) -> Any:
+        self._switch(sys._getframe(1).f_code.co_name)
+        return super().pop()
+
+    def remove(self, value: Any) -> None:
+        self._switch(sys._getframe(1).f_code.co_name)
+        super().remove(value)
+
+    def _switch(self, caller: str) -> None:
+        if self.switched or caller != self.where:
+            return
+        self.switched = True
+        self.letRun()
+        assert waitFor(lambda: deque.__len__(self) == 0, 30), "the worker took nothing"
+
+
+def _callers(observer: NonBlockingObserver, events: list[Any]) -> list[BaseException]:
+    """
+    Log each of C{events} into C{observer} from a thread of its own, all at
+    once; return what the calls raised.
+    """
+    raised: list[BaseException] = []
+
+    def log(e: Any) -> None:
+        try:
+            observer(e)
+        except BaseException as error:
+            raised.append(error)
+
+    callers = [threading.Thread(target=log, args=(e,)) for e in events]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    assert not any(caller.is_alive() for caller in callers)
+    return raised
+
+
+def test_dropOldestWhileTheWorkerTakesEverythingNeverRaises() -> None:
+    """
+    With C{policy="drop-oldest"}, a caller finds the queue full, and before
+    it drops the oldest event the worker (which takes events without the
+    lock the caller holds) takes every one: the call does not raise (it
+    raised C{IndexError: pop from an empty deque}), nothing is dropped, the
+    event is delivered, and the accounts balance.
+    """
+    queue = _TakenAfterTheLook()
+    observer, sink, _ = blocked(maxQueue=2, policy="drop-oldest", queue=queue)
+    observer(event(1))
+    observer(event(2))
+    queue.where, queue.letRun = "_enqueue", sink.gate.set
+    observer(event(3))
+    assert queue.switched
+    assert observer.flush(10)
+    stats = observer.stats()
+    observer.close()
+    assert delivered(sink) == [0, 1, 2, 3]
+    assert stats.dropped == 0, stats
+    assert stats.balanced, stats
+
+
+def test_aTrimWhileTheWorkerTakesEverythingNeverRaises() -> None:
+    """
+    Three threads find the queue under the lock-free threshold at once and
+    all append, past C{maxQueue}; the one that trims it first finds it past
+    C{maxQueue} and, before it drops the newest, the worker (which takes
+    events without the lock) takes every one. No call raises (one raised
+    C{IndexError: pop from an empty deque}, and the accounts no longer
+    balanced), every event is delivered, none dropped.
+    """
+    queue = _TakenAfterTheLook()
+    observer, sink, _ = blocked(maxQueue=2, queue=queue)
+    queue.barrier = threading.Barrier(3, timeout=30)
+    queue.where, queue.letRun = "_trim", sink.gate.set
+    raised = _callers(observer, [event(n) for n in (1, 2, 3)])
+    assert raised == []
+    assert queue.switched
+    assert observer.flush(10)
+    stats = observer.stats()
+    observer.close()
+    assert sorted(delivered(sink)) == [0, 1, 2, 3]  # type: ignore[type-var]
+    assert stats.dropped == 0, stats
+    assert stats.balanced, stats
+
+
+def test_aFlushThatGivesUpWhileTheWorkerTakesTheRestNeverRaises() -> None:
+    """
+    A flush gives up (its deadline passed) and takes what is left out of
+    the queue, to count it; meanwhile the worker (which takes events
+    without the lock the flush holds) takes the rest. The flush does not
+    raise (it raised C{IndexError: pop from an empty deque} into C{flush},
+    C{stop}, C{close} and C{shutdown}), and every event is delivered or
+    counted once.
+    """
+    queue = _TakenAfterTheLook()
+    observer, sink, _ = blocked(stallTimeout=0, queue=queue)
+    for n in (1, 2):
+        observer(event(n))
+    queue.where, queue.letRun = "waitDelivered", sink.gate.set
+    observer.flush(0.05)
+    assert queue.switched
+    assert observer.flush(10)
+    stats = observer.stats()
+    observer.close()
+    assert stats.received == 3
+    assert len(sink.events) + stats.droppedByReason["shutdown"] == 3, stats
+    assert stats.balanced, stats

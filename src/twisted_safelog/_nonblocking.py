@@ -263,9 +263,15 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
         """
         channel = self._channel
         dropped = 0
+        queue = channel.queue
         with channel.lock:
-            while len(channel.queue) > self.maxQueue:
-                channel.queue.pop()
+            while len(queue) > self.maxQueue:
+                try:
+                    queue.pop()
+                except IndexError:
+                    # The worker takes events without the lock: it took
+                    # them all since the look.
+                    break
                 dropped += 1
         if dropped:
             self._drop(DropReason.overflow, dropped)
@@ -318,8 +324,13 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             elif size < self.maxQueue:
                 accept, reason = True, None
             elif self.policy is OverflowPolicy.dropOldest:
-                queue.popleft()
                 accept, reason = True, DropReason.overflow
+                try:
+                    queue.popleft()
+                except IndexError:
+                    # The worker takes events without the lock: it took
+                    # them all since the look.
+                    reason = None
             elif self.policy is OverflowPolicy.block and channel.waitForRoom(
                 self.maxQueue, self.blockTimeout
             ):

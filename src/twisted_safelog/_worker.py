@@ -208,11 +208,17 @@ class Channel:
                 self.idle.wait(min(remaining, 0.2))
             # Taken out one by one, each counted (not a clear() after
             # reading the length: callers append without the lock, and an
-            # event appended in between went uncounted).
+            # event appended in between went uncounted), until none is
+            # left (not while the queue looks non-empty: the worker takes
+            # events without the lock, and may take the last one between
+            # that look and the take).
             left = 0
-            queue = self.queue
-            while queue:
-                queue.popleft()
+            popleft = self.queue.popleft
+            while True:
+                try:
+                    popleft()
+                except IndexError:
+                    break
                 left += 1
             if left and self.roomWaiters:
                 # Callers the block policy holds for room have it now, not
