@@ -952,3 +952,45 @@ def test_aFlushThatGivesUpWhileTheWorkerTakesTheRestNeverRaises() -> None:
     assert stats.received == 3
     assert len(sink.events) + stats.droppedByReason["shutdown"] == 3, stats
     assert stats.balanced, stats
+
+
+def test_anEventHandedOffAfterShutdownIsTakenBackWithoutRacingTheWorker() -> None:
+    """
+    After shutdown each caller waits (up to C{flushTimeout}) until its event
+    is written, then takes it back out of the queue if the worker has not
+    taken it. Two callers wait behind a slow delivery; as the first gives up
+    and looks for its event in the queue, the worker (which takes events
+    without the lock) takes the other one. Neither call raises (one raised
+    C{RuntimeError: deque mutated during iteration}), both events are
+    delivered, and the accounts balance.
+    """
+    queue = _TakenAfterTheLook()
+    sink = GateObserver()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter(), flushTimeout=3)
+    observer._channel.queue = queue
+    assert observer.shutdown(10)
+    raised: list[BaseException] = []
+
+    def log(n: int) -> None:
+        try:
+            observer(event(n))
+        except BaseException as error:
+            raised.append(error)
+
+    first = threading.Thread(target=log, args=(1,))
+    first.start()
+    assert sink.entered.wait(10)
+    second = threading.Thread(target=log, args=(2,))
+    second.start()
+    assert waitFor(lambda: deque.__len__(queue) == 1, 10)
+    queue.where, queue.letRun = "handOff", sink.gate.set
+    first.join(30)
+    second.join(30)
+    assert not first.is_alive() and not second.is_alive()
+    assert raised == []
+    assert queue.switched
+    assert observer.flush(10)
+    stats = observer.stats()
+    observer.close()
+    assert delivered(sink) == [1, 2]
+    assert stats.balanced, stats

@@ -238,10 +238,11 @@ class Channel:
         """
         queue = self.queue
         deadline = time.monotonic() + timeout
+        item = HandedOff(event)
         with self.lock:
             if len(queue) >= maxQueue:
                 return False, True
-            queue.append(event)
+            queue.append(item)
             self.wake.notify()
             while self.pending() and not self.stalled(stallTimeout):
                 remaining = deadline - time.monotonic()
@@ -250,10 +251,14 @@ class Channel:
                 self.idle.wait(min(remaining, 0.2))
             if not self.pending():
                 return True, False
-            kept = any(e is event for e in queue)
-            if kept:
-                queue.remove(event)
-            return False, kept
+            try:
+                # One step, atomic (see HandedOff): the worker takes
+                # events without the lock, and may take this one at any
+                # moment.
+                queue.remove(item)
+            except ValueError:
+                return False, False
+            return False, True
 
     def stop(self) -> threading.Thread | None:
         """
@@ -297,6 +302,21 @@ class Channel:
         self.worker = None
         self.idle.notify_all()
         self.room.notify_all()
+
+
+class HandedOff:
+    """
+    An event L{Channel.handOff} queues and may take back out. It compares
+    by identity alone (no C{__eq__}, the default C{__repr__}), so that
+    C{deque.remove} finds it without running any Python code (an event
+    dict's values may have theirs): taking it back is one atomic step,
+    which the worker, taking events without the lock, cannot come into.
+    """
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: LogEvent) -> None:
+        self.event = event
 
 
 def work(
@@ -346,12 +366,15 @@ def work(
                 waited = False
                 channel.busySince = monotonic()
                 try:
-                    if type(event) is Marked:
+                    if type(event) is dict:
+                        sink(event)
+                    elif type(event) is Marked:
                         # Let through while it repeats: delivered inside the
                         # observer's mark, so that its echoes are known.
                         deliverMarked(event.token, sink, event.event)
                     else:
-                        sink(event)
+                        # A HandedOff event.
+                        sink(event.event)
                     next(ticks)
                     count += 1
                 except BaseException as error:
