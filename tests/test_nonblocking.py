@@ -994,3 +994,38 @@ def test_anEventHandedOffAfterShutdownIsTakenBackWithoutRacingTheWorker() -> Non
     observer.close()
     assert delivered(sink) == [1, 2]
     assert stats.balanced, stats
+
+
+def test_stopWhileAnotherThreadStartsTheWorkerNeverRaises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A caller's first event starts the worker; C{stop()} on another thread
+    comes between the worker's creation and its start, and finds a thread
+    not started yet. It does not raise (it raised C{RuntimeError: cannot
+    join thread before it is started}), and the caller's event is
+    delivered.
+    """
+    sink = RecordingObserver()
+    observer = NonBlockingObserver(sink, reporter=RecordingReporter())
+    start = threading.Thread.start
+    stopped: list[object] = []
+
+    def stop() -> None:
+        try:
+            stopped.append(observer.stop(10))
+        except BaseException as error:
+            stopped.append(error)
+
+    def startAfterAStop(thread: threading.Thread) -> None:
+        if thread.name.startswith("twisted-safelog worker") and not stopped:
+            stopper = threading.Thread(target=stop)
+            start(stopper)
+            stopper.join(30)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", startAfterAStop)
+    observer(event(0))
+    monkeypatch.undo()
+    assert stopped == [True]
+    assert waitFor(lambda: delivered(sink) == [0], 10)
+    observer.close()
+    assert observer.stats().balanced

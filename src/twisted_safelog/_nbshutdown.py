@@ -176,7 +176,13 @@ class QueueShutdown:
         delivered = self.flush(timeout)
         worker = self._channel.stop()
         if worker is not None and worker is not threading.current_thread():
-            worker.join(0 if self._stalled() else timeout)
+            try:
+                worker.join(0 if self._stalled() else timeout)
+            except RuntimeError:
+                # Not started yet: a caller on another thread, logging as
+                # this stops it, is starting it. It ends once the queue
+                # is empty.
+                pass
         return delivered
 
     def drain(self) -> None:
