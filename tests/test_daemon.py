@@ -11,6 +11,7 @@ import os
 import subprocess
 import termios
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -288,3 +289,86 @@ def test_synchronousDeliveryLetsAStalledStdoutFreezeTheReactor(tmp_path: Path) -
         process.kill()
         process.wait()
         os.close(outR)
+
+
+BACKLOG_TAC = textwrap.dedent(
+    """
+    import json, os
+    from twisted.application import service
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+    from twisted_safelog import status
+
+    here = os.environ["DAEMON_DIR"]
+    log = Logger(namespace="backlogapp")
+    application = service.Application("backlogapp")
+
+    def flood():
+        # A burst much larger than the reader takes in flushTimeout (5 s).
+        for n in range(3000):
+            log.info("backlog {n} {pad}", n=n, pad="x" * 200)
+        queued = max(s.buffered for s in status() if s.name.endswith("(non-blocking)"))
+        with open(os.path.join(here, "flooded.tmp"), "w") as f:
+            json.dump({"queued": queued}, f)
+        os.replace(os.path.join(here, "flooded.tmp"), os.path.join(here, "flooded"))
+
+    reactor.callWhenRunning(reactor.callLater, 0, flood)
+    """
+)
+
+
+def test_sigtermWithABacklogOnASlowStdoutStillWritesTwistdsLastLines(tmp_path: Path) -> None:
+    """
+    twistd -n logs to stdout, a pipe read slowly (50 kB/s: every write
+    returns, late), and is sent SIGTERM with a backlog queued that the
+    reader needs far longer than C{flushTimeout} to take. The shutdown
+    flush gives up and counts what it could not write (reported on fd 2);
+    the sink is slow, not stuck, so it is not reported as "its delivery has
+    not returned", and twistd's last lines ("Main loop terminated.",
+    "Server Shut Down.") are the last lines written (they were dropped).
+    """
+    (tmp_path / "app.tac").write_text(BACKLOG_TAC)
+    outR, outW = os.pipe()
+    errors = tmp_path / "fd2.txt"
+    with errors.open("wb") as errorFile:
+        process = start(
+            ["-n", "--pidfile=", "--logger=twisted_safelog.observer", "-y", "app.tac"],
+            tmp_path,
+            environment(DAEMON_DIR=str(tmp_path)),
+            stdout=outW,
+            stderr=errorFile.fileno(),
+        )
+    os.close(outW)
+    read = bytearray()
+
+    def slowReader() -> None:
+        with os.fdopen(outR, "rb", buffering=0) as out:
+            while chunk := out.read(4096):
+                read.extend(chunk)
+                # The reader's pace (not an ordering): 50 kB/s.
+                time.sleep(len(chunk) / 50_000)
+
+    reader = threading.Thread(target=slowReader, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not (tmp_path / "flooded").exists():
+            assert process.poll() is None, "twistd ended early"
+            time.sleep(0.1)
+        flooded = json.loads((tmp_path / "flooded").read_text())
+        # Queued, not written on the reactor's thread: the backlog is there.
+        assert flooded["queued"] > 1000, flooded
+        process.terminate()
+        process.wait(60)
+        reader.join(60)
+        assert not reader.is_alive()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines = read.decode("utf-8", "replace").splitlines()
+    reports = errors.read_text()
+    assert "could not be delivered within 5s at shutdown" in reports, reports
+    assert "has not returned" not in reports, reports
+    assert lines[-2].endswith("Main loop terminated."), lines[-3:]
+    assert lines[-1].endswith("Server Shut Down."), lines[-3:]

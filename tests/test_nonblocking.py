@@ -1029,3 +1029,48 @@ def test_stopWhileAnotherThreadStartsTheWorkerNeverRaises(monkeypatch: pytest.Mo
     assert waitFor(lambda: delivered(sink) == [0], 10)
     observer.close()
     assert observer.stats().balanced
+
+
+class _LetThrough(RecordingObserver):
+    """
+    A sink slow to deliver: each event waits until it is let through.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+
+    def __call__(self, e: dict[str, object]) -> None:
+        assert self.permits.acquire(timeout=30)
+        super().__call__(e)
+
+
+def test_aSlowSinkIsNotDeclaredStuckWhenAShutdownFlushGivesUp() -> None:
+    """
+    At shutdown the flush gives up on a slow sink (as on a backlog written
+    to a slow pipe), with a delivery in progress that began during the
+    flush: the sink is slow, not stuck, so it is not reported as "its
+    delivery has not returned", and the next events (twistd's last lines)
+    are still written, not dropped.
+    """
+    queue = _TakenAfterTheLook()
+    sink = _LetThrough()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter)
+    observer._channel.queue = queue
+    observer(event(0))
+    observer(event(1))
+    assert waitFor(lambda: deque.__len__(queue) == 1, 10)
+    # The flush's first look at the queue lets the worker deliver event 0:
+    # it then delivers event 1, slowly, until the flush has given up.
+    queue.where, queue.letRun = "flush", sink.permits.release
+    assert observer.shutdown(0.3) is False
+    assert queue.switched
+    assert not any("has not returned" in note for note in reporter.notes), reporter.notes
+    sink.permits.release(2)
+    observer(event(2))
+    assert delivered(sink) == [0, 1, 2]
+    stats = observer.stats()
+    observer.close()
+    assert stats.dropped == 0, stats
+    assert stats.balanced, stats

@@ -130,11 +130,17 @@ class QueueShutdown:
 
         @param timeout: the longest wait in seconds (C{flushTimeout} if L{None}).
         """
+        began = time.monotonic()
         delivered = self.flush(timeout)
         self._shutDown = True
         self._direct = True
         channel = self._channel
-        if channel.inFlight or channel.stalled(self.stallTimeout):
+        # Stuck: the delivery in progress began before the flush did (it
+        # has not returned while the flush waited for it), or is stalled.
+        # Not one that began since: a slow sink working through a backlog
+        # the flush gave up on (a slow pipe) still takes the last lines.
+        since = channel.busySince
+        if 0 < since <= began or channel.stalled(self.stallTimeout):
             self._becameStuck()
         return delivered
 
