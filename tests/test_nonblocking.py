@@ -493,6 +493,29 @@ def test_eventsThatCannotBeCopiedNeverRaiseAndAreCountedFailed(make: Any) -> Non
     assert "cannot be copied" in reporter.failures[0][2]
 
 
+@pytest.mark.parametrize("make", [_UncopyableMapping, _UncopyableDict])
+def test_eventsThatCannotBeCopiedAfterShutdownNeverRaise(make: Any) -> None:
+    """
+    After shutdown each event is copied and handed to the worker: one whose
+    copy raises is counted failed and reported, never raised into the caller
+    (twistd's last lines, logged after the reactor's shutdown flush, and
+    the ones after it, still go through).
+    """
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter)
+    observer({"log_format": "first", "n": 0})
+    assert observer.shutdown(10)
+    observer(make())
+    observer({"log_format": "fine", "n": 1})
+    stats = observer.stats()
+    observer.close()
+    assert (stats.received, stats.delivered, stats.failed) == (3, 2, 1)
+    assert stats.balanced
+    assert [e.get("n") for e in sink.events] == [0, 1]
+    assert "cannot be copied" in reporter.failures[0][2]
+
+
 def _switches(thread: threading.Thread) -> int:
     """
     How many times C{thread} gave up the CPU of its own accord (to sleep,

@@ -89,6 +89,9 @@ class QueueShutdown:
     def _deliverHere(self, event: LogEvent) -> None:
         raise NotImplementedError()
 
+    def _copied(self, event: LogEvent) -> LogEvent | None:
+        raise NotImplementedError()
+
     def _stalled(self) -> bool:
         return self._channel.stalled(self.stallTimeout)
 
@@ -163,8 +166,11 @@ class QueueShutdown:
             # No thread can start (interpreter exit); the sink is not stuck.
             self._deliverHere(event)
             return
+        copy = self._copied(event)
+        if copy is None:
+            return
         delivered, dropped = channel.handOff(
-            dict(event), self.maxQueue, self.flushTimeout, self.stallTimeout
+            copy, self.maxQueue, self.flushTimeout, self.stallTimeout
         )
         if not delivered:
             self._becameStuck()

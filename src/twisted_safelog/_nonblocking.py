@@ -306,12 +306,20 @@ class NonBlockingObserver(PreQueueSuppression, QueueShutdown):
             return
         self._enqueue(event, marked)
 
-    def _enqueue(self, event: LogEvent, marked: bool = False) -> None:
+    def _copied(self, event: LogEvent) -> LogEvent | None:
+        """
+        A copy of C{event} to queue; L{None}, counted failed and reported,
+        for a mapping whose keys or items raise (it cannot be queued).
+        """
         try:
-            copy = dict(event)
+            return dict(event)
         except Exception as error:
-            # A mapping whose keys or items raise: it cannot be queued.
             self._notAnEvent(event, f"an event that cannot be copied ({_errorName(error)})")
+            return None
+
+    def _enqueue(self, event: LogEvent, marked: bool = False) -> None:
+        copy = self._copied(event)
+        if copy is None:
             return
         item: Any = Marked(copy, self._markToken) if marked else copy
         channel = self._channel
