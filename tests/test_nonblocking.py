@@ -1097,3 +1097,39 @@ def test_aSlowSinkIsNotDeclaredStuckWhenAShutdownFlushGivesUp() -> None:
     observer.close()
     assert stats.dropped == 0, stats
     assert stats.balanced, stats
+
+
+def test_afterShutdownACallerThatFindsTheQueueFullWaitsForRoom() -> None:
+    """
+    After shutdown each caller hands its event to the worker and waits for
+    it to be written. With a small C{maxQueue}, several threads logging at
+    once fill the queue while the sink is slow: a caller that finds it full
+    waits for room (up to C{flushTimeout}), as the others wait for their
+    events. It was refused at once, the sink was reported as "its delivery
+    has not returned" and every later event (twistd's last lines) dropped.
+    """
+    sink = GateObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(sink, reporter=reporter, maxQueue=1, flushTimeout=30)
+    assert observer.shutdown(10)
+    first = threading.Thread(target=observer, args=(event(1),))
+    first.start()
+    assert sink.entered.wait(10)
+    second = threading.Thread(target=observer, args=(event(2),))
+    second.start()
+    assert waitFor(lambda: len(observer._channel.queue) == 1, 10)
+    third = threading.Thread(target=observer, args=(event(3),))
+    third.start()
+    waiting = waitFor(lambda: observer._channel.roomWaiters == 1, 10)
+    sink.gate.set()
+    for caller in (first, second, third):
+        caller.join(30)
+        assert not caller.is_alive()
+    assert waiting, "the third caller did not wait for room"
+    observer(event(4))
+    stats = observer.stats()
+    observer.close()
+    assert not any("has not returned" in note for note in reporter.notes), reporter.notes
+    assert delivered(sink) == [1, 2, 3, 4]
+    assert stats.dropped == 0, stats
+    assert stats.balanced, stats

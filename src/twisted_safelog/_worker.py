@@ -234,13 +234,16 @@ class Channel:
         delivered, and no longer once the worker's call into the sink has
         not returned for C{stallTimeout} seconds. Returns (delivered,
         dropped): an event neither delivered in time nor taken by the worker
-        is taken back out and dropped.
+        is taken back out and dropped, as is one that found the queue full
+        (other callers waiting) and no room within C{timeout}.
         """
         queue = self.queue
         deadline = time.monotonic() + timeout
         item = HandedOff(event)
         with self.lock:
-            if len(queue) >= maxQueue:
+            if len(queue) >= maxQueue and not self.waitForRoom(
+                maxQueue, deadline - time.monotonic()
+            ):
                 return False, True
             queue.append(item)
             self.wake.notify()
