@@ -26,12 +26,16 @@ runs per second, not per request -- timers, the log file's path check every
 times slower, the hardened server's events come at a few a second, under
 the rate from which the worker waits for more instead of being woken for
 each (C{_worker.BATCH_RATE}): its count includes a wake-up per event,
-which a server at full speed does not pay.
+which a server at full speed does not pay. C{twistd-request-sync} is the
+same with synchronous delivery (C{TWISTED_SAFELOG_NONBLOCKING=0}) on the
+hardened side: the hardened chain on the reactor thread, without the
+hand-off to the worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import logging
 import os
@@ -240,12 +244,13 @@ CASES: dict[str, Callable[[str, str], Call]] = {
 }
 
 
-def twistdRequests(side: str, requests: int, seconds: float) -> int:
+def twistdRequests(side: str, requests: int, seconds: float, synchronous: bool = False) -> int:
     """
     The instructions of a twistd serving the incident application, under
     cachegrind, from its start until it has answered C{requests} requests,
     spread evenly over C{seconds}, and ended (SIGTERM) once they have
-    passed.
+    passed; C{synchronous}: the hardened side delivers on the reactor
+    thread.
     """
     import http.client
     import signal
@@ -259,6 +264,8 @@ def twistdRequests(side: str, requests: int, seconds: float) -> int:
         # per second, not per request, that the slowed run would spread over
         # the requests (and it must not end the slowed run).
         env.update(CHARTAPP_WEDGE_SECONDS="0", PYTHONHASHSEED="0")
+        if synchronous and side == "hardened":
+            env["TWISTED_SAFELOG_NONBLOCKING"] = "0"
         out = Path(tmp) / "cg.out"
         process = subprocess.Popen(
             [
@@ -307,7 +314,10 @@ def twistdRequests(side: str, requests: int, seconds: float) -> int:
         return int(match.group(1).replace(",", ""))
 
 
-SERVER_CASES: dict[str, Callable[[str, int, float], int]] = {"twistd-request": twistdRequests}
+SERVER_CASES: dict[str, Callable[[str, int, float], int]] = {
+    "twistd-request": twistdRequests,
+    "twistd-request-sync": functools.partial(twistdRequests, synchronous=True),
+}
 
 #: Seconds a request of the server cases is given in the longer run (under
 #: cachegrind the incident application answers about 20 a second).
