@@ -25,7 +25,7 @@ runs per second, not per request -- timers, the log file's path check every
 0.1 s -- is the same in both runs, and cancels out). Run about fifty
 times slower, the hardened server's events come at a few a second, under
 the rate from which the worker waits for more instead of being woken for
-each (C{_worker.BATCH_RATE}): its count includes a wake-up per event,
+each (C{_workloop.BATCH_RATE}): its count includes a wake-up per event,
 which a server at full speed does not pay. C{twistd-request-sync} is the
 same with synchronous delivery (C{TWISTED_SAFELOG_NONBLOCKING=0}) on the
 hardened side: the hardened chain on the reactor thread, without the

@@ -488,7 +488,7 @@ def test_aWorkerThatCannotStartNeverRaisesIntoTheCaller(monkeypatch: pytest.Monk
     assert observer.startFailures == 1, "retried a second later, not on every event"
     assert any("could not start" in d for _, _, d in reporter.failures)
     monkeypatch.undo()
-    monkeypatch.setattr("twisted_safelog._nonblocking._START_RETRY", 0.0)
+    monkeypatch.setattr("twisted_safelog._nbworker._START_RETRY", 0.0)
     observer._retryStartAt = 0.0
     observer(event(2))
     assert observer.flush(10)
