@@ -1099,6 +1099,48 @@ def test_aSlowSinkIsNotDeclaredStuckWhenAShutdownFlushGivesUp() -> None:
     assert stats.balanced, stats
 
 
+def test_aSinkReplayingItsBufferAtShutdownIsNotDeclaredStuck() -> None:
+    """
+    At shutdown the worker is replaying a recovered sink's buffer, a replay
+    that began before the flush and goes on, slowly: it is not a delivery
+    that has not returned, so the sink is not reported as "its delivery has
+    not returned", and the next events (twistd's last lines) are still
+    written, not dropped.
+    """
+    gate = threading.Event()
+    entered = threading.Event()
+    seen: list[object] = []
+    calls = [0]
+
+    def sink(e: dict[str, object]) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise OSError("down")
+        entered.set()
+        assert gate.wait(10)
+        seen.append(e["n"])
+
+    reporter = RecordingReporter()
+    # Event 1 comes while the breaker is open: it is buffered, and the
+    # worker replays it once the breaker lets a probe through.
+    inner = SafeObserver(sink, failureThreshold=1, resetTimeout=2.0, reporter=reporter)
+    observer = NonBlockingObserver(inner, reporter=reporter, flushTimeout=10)
+    observer(event(0))
+    assert waitFor(lambda: inner.stats().failed == 1, 10, interval=0.005)
+    observer(event(1))
+    assert entered.wait(10)
+    assert observer._channel.busySince and not observer._channel.inFlight
+    assert observer.shutdown(0.3)
+    assert not any("has not returned" in note for note in reporter.notes), reporter.notes
+    gate.set()
+    observer(event(2))
+    assert seen == [1, 2]
+    stats = observer.stats()
+    observer.close()
+    assert stats.dropped == 0, stats
+    assert stats.balanced, stats
+
+
 def test_afterShutdownACallerThatFindsTheQueueFullWaitsForRoom() -> None:
     """
     After shutdown each caller hands its event to the worker and waits for

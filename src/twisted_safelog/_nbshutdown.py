@@ -138,12 +138,15 @@ class QueueShutdown:
         self._shutDown = True
         self._direct = True
         channel = self._channel
-        # Stuck: the delivery in progress began before the flush did (it
-        # has not returned while the flush waited for it), or is stalled.
-        # Not one that began since: a slow sink working through a backlog
-        # the flush gave up on (a slow pipe) still takes the last lines.
+        # Stuck: the delivery of a queued event in progress began before
+        # the flush did (it has not returned while the flush waited for
+        # it), or the worker's call into the sink is stalled. Not a
+        # delivery that began since: a slow sink working through a backlog
+        # the flush gave up on (a slow pipe) still takes the last lines;
+        # nor a replay of a recovered sink's buffer, which the flush does
+        # not wait for.
         since = channel.busySince
-        if 0 < since <= began or channel.stalled(self.stallTimeout):
+        if (channel.inFlight and 0 < since <= began) or channel.stalled(self.stallTimeout):
             self._becameStuck()
         return delivered
 
