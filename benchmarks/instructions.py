@@ -232,6 +232,38 @@ def nonBlockingRepeatCheck(side: str, tmp: str) -> Call:
     return call
 
 
+def nonBlockingHandOff(side: str, tmp: str) -> Call:
+    """
+    The hand-off's cost per event at full speed: L{NonBlockingObserver}
+    around a no-op L{SafeObserver} against that L{SafeObserver} alone, in a
+    steady stream (20 events, then 0.5 ms), where the worker takes what came
+    in every C{BATCH_WAIT} instead of being woken for each event; both
+    sides' sinks count. Its worker's timing decides part of the count.
+    """
+    from cases import makeEvent
+
+    from twisted_safelog import NonBlockingObserver, SafeObserver
+
+    sink = SafeObserver(_noop, repeatBurst=0)
+    observer: Callable[[Any], None] = sink
+    if side != "plain":
+        queued = NonBlockingObserver(sink)
+        observer = queued
+        # Counted only once the queue is delivered.
+        _finish.append(lambda: queued.flush(60))
+    events = [makeEvent(n) for n in range(1000)]
+
+    def call(n: int) -> None:
+        observer(events[n % 1000])
+        if n % 20 == 19:
+            time.sleep(0.0005)
+
+    return call
+
+
+#: What a case needs done after its events and before the count ends.
+_finish: list[Callable[[], object]] = []
+
 CASES: dict[str, Callable[[str, str], Call]] = {
     "wrapper-cost": wrapperCost,
     "text-observer": textObserver,
@@ -241,6 +273,7 @@ CASES: dict[str, Callable[[str, str], Call]] = {
     "slow-sink": slowSink,
     "repeat-check": repeatCheck,
     "nonblocking-repeat-check": nonBlockingRepeatCheck,
+    "nonblocking-hand-off": nonBlockingHandOff,
 }
 
 
@@ -332,6 +365,8 @@ def run(case: str, side: str, events: int) -> None:
             call(n)
         for n in range(events):
             call(n)
+        for finish in _finish:
+            finish()
     os._exit(0)  # not the worker threads' shutdown
 
 
