@@ -224,3 +224,29 @@ def test_escapingSkipsOnlyTextWithNothingToEscape() -> None:
     assert escapeControl("GET /chart-data -> 200\n") == "GET /chart-data -> 200\n"
     assert escapeControl("two\n\tlines\n") == "two\n\tlines\n"
     assert escapeControl("a\nb", newlines=False) == "a\\nb"
+
+
+class _LyingText(str):
+    """
+    A C{str} subclass whose C{isascii} and C{encode} say nothing needs
+    escaping, whatever it holds.
+    """
+
+    def isascii(self) -> bool:
+        return True
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"nothing to see"
+
+
+@pytest.mark.parametrize("newlines", [True, False])
+def test_escapingReadsTheCharactersOfAStrSubclass(newlines: bool) -> None:
+    """
+    escapeControl escapes a C{str} subclass (what C{str(error)} returns
+    when an exception's C{__str__} does) by its characters, not by what
+    its own C{isascii} and C{encode} say.
+    """
+    text = _LyingText("red\x1b[31m\rforged")
+    escaped = escapeControl(text, newlines=newlines)
+    assert escaped == "red\\x1b[31m\\rforged"
+    assert _UNSAFE.search(escaped) is None

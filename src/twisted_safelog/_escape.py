@@ -40,6 +40,10 @@ def _marking(unsafe: bytes) -> bytes:
 #: changed, that is when the text holds none of the ASCII characters above.
 _MARK = _marking(_ASCII)
 _MARK_WITH_NEWLINE = _marking(_ASCII_WITH_NEWLINE)
+#: Called unbound: a C{str} subclass (which C{str(error)} may return) can
+#: override C{isascii} and C{encode}, and make the shortcut skip its text.
+_isASCII = str.isascii
+_encode = str.encode
 _NAMED = {"\r": "\\r", "\n": "\\n", "\x0b": "\\v", "\x0c": "\\f"}
 
 
@@ -58,14 +62,14 @@ def escapeControl(text: str, newlines: bool = True) -> str:
     C{newlines}, newline (which the caller handles: Twisted's text format
     indents continuation lines, reports prefix each line).
     """
-    if text.isascii():
+    if _isASCII(text):
         # Nearly every line: one pass of bytes.translate (a table lookup per
         # character) tells whether it holds any of the ASCII characters the
         # pattern matches, for a fraction of the pattern's search. With a
         # table and nothing to delete, translate is CPython's tight loop
         # (deleting builds a table of 256 entries first, on every call), and
         # it returns its input itself when no byte changed.
-        data = text.encode("ascii")
+        data = _encode(text, "ascii")
         if data.translate(_MARK if newlines else _MARK_WITH_NEWLINE) is data:
             return text
     pattern = _UNSAFE if newlines else _UNSAFE_WITH_NEWLINE
