@@ -583,12 +583,7 @@ def _atOnce(
     and flush. Returns how many were queued while it was stuck, and the
     stats then and after the flush.
     """
-    callers = [threading.Thread(target=observer, args=(e,)) for e in events]
-    for caller in callers:
-        caller.start()
-    for caller in callers:
-        caller.join(30)
-    assert not any(caller.is_alive() for caller in callers)
+    assert _callers(observer, events) == []
     queued = deque.__len__(observer._channel.queue)
     stats = observer.stats()
     sink.gate.set()
