@@ -99,8 +99,8 @@ class Channel:
 
     def startWorker(self, args: tuple[Any, ...], name: str) -> Exception | None:
         """
-        Start the worker (L{twisted_safelog._workloop.work} with C{args}) unless it runs; return the
-        error if the thread cannot start.
+        Start the worker (L{twisted_safelog._workloop.work} with C{args})
+        unless it runs; return the error if the thread cannot start.
         """
         with self.lock:
             if self.alive:
