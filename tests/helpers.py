@@ -15,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
@@ -215,6 +216,40 @@ def waitFor(condition: Callable[[], bool], timeout: float = 30.0, interval: floa
             return True
         time.sleep(interval)
     return condition()
+
+
+@contextlib.contextmanager
+def interruptedAt(
+    modules: Iterable[ModuleType],
+    interrupt: Callable[[], object],
+    at: tuple[str, int] | None = None,
+) -> Iterator[set[tuple[str, int]]]:
+    """
+    While in the block, call C{interrupt()} on this thread each time it
+    reaches line C{at} (a file and a line number) of C{modules}' code, as a
+    signal handler runs between any two bytecodes of whatever the main
+    thread was doing (the interruption itself is not interrupted). Yields
+    the set of lines of C{modules} reached, to choose C{at} from.
+    """
+    files = {module.__file__ for module in modules}
+    reached: set[tuple[str, int]] = set()
+
+    def atLine(frame: Any, what: str, arg: object) -> Any:
+        if what == "line":
+            line = (frame.f_code.co_filename, frame.f_lineno)
+            reached.add(line)
+            if line == at:
+                interrupt()
+        return atLine
+
+    def onCall(frame: Any, what: str, arg: object) -> Any:
+        return atLine if frame.f_code.co_filename in files else None
+
+    sys.settrace(onCall)
+    try:
+        yield reached
+    finally:
+        sys.settrace(None)
 
 
 def privateLogger(name: str) -> Iterator[logging.Logger]:

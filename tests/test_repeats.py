@@ -31,6 +31,9 @@ from twisted_safelog import (
     SafeHandler,
     SafeObserver,
     SinkStats,
+    _feedback,
+    _repeats,
+    _sampling,
     install,
     safeFileLogObserver,
     uninstall,
@@ -39,7 +42,7 @@ from twisted_safelog._repeats import deliverMarked
 from twisted_safelog._settings import Settings
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
-from .helpers import RecordingReporter, waitFor
+from .helpers import RecordingReporter, interruptedAt, waitFor
 from .twistdprocess import environment, start, stop
 
 LOOP_LINE = "Starting new HTTP connection (1): collector.example:443"
@@ -532,6 +535,70 @@ def test_aFloodLargerThanTheQueueCostsOnlyItsOwnCopies() -> None:
     gate.set()
     assert observer.flush(30)
     assert [line for line in seen if line.startswith("distinct")] == distinct
+
+
+SIGTERM_LINE = "Received SIGTERM, shutting down."
+
+
+def floodInterrupted(nonBlocking: bool, at: tuple[str, int] | None) -> set[tuple[str, int]]:
+    """
+    Three intervals of a flood of L{SIGTERM_LINE} with a distinct line
+    every fifth event, into a L{SafeObserver} (behind a queue, if
+    C{nonBlocking}) whose filter's code is interrupted at line C{at} by a
+    handler that logs a copy: check that no call raised and that every
+    event was delivered or counted in a summary; return the filter's lines
+    reached.
+    """
+    clock = Clock()
+    sink = RecordingObserver()
+    safe = SafeObserver(sink, clock=clock, reporter=RecordingReporter(), repeatBurst=10)
+    observer = NonBlockingObserver(safe, reporter=RecordingReporter()) if nonBlocking else safe
+    copies = [0]
+
+    def handler() -> None:
+        copies[0] += 1
+        observer(event(SIGTERM_LINE))
+
+    distinct = []
+    with interruptedAt([_repeats, _sampling, _feedback], handler, at) as reached:
+        for n in range(300):
+            if n % 5 == 0:
+                distinct.append(f"distinct {n}")
+                observer(event(distinct[-1]))
+            else:
+                copies[0] += 1
+                observer(event(SIGTERM_LINE))
+            if n % 100 == 99:
+                clock.advance(1.0)
+    clock.advance(1.0)
+    observer.drain()
+    if nonBlocking:
+        assert observer.flush(30)
+    texts = [e.get("text") for e in sink.events if "log_repeated" not in e]
+    assert [t for t in texts if t != SIGTERM_LINE] == distinct, at
+    summarised = sum(e["log_repeated"] for e in summaries(sink.events))
+    assert summarised > 0
+    assert texts.count(SIGTERM_LINE) + summarised == copies[0], at
+    assertBalanced(observer.stats())
+    return reached
+
+
+@pytest.mark.parametrize("nonBlocking", [False, True], ids=["synchronous", "queued"])
+def test_aSignalHandlerThatLogsInTheMiddleOfALookLosesNothing(nonBlocking: bool) -> None:
+    """
+    twistd's SIGTERM handler logs on the main thread between any two
+    bytecodes of what it was doing, which may be the filter's look at an
+    event of the flood the handler's line belongs to (the filter's lock is
+    reentrant, so the handler does not wait for itself). Interrupted by
+    such a handler at any one line of the filter's code (the look, the
+    sampling, the feedback judgement; each line in its own run, every time
+    it is reached), no call raises, and every copy is delivered or counted
+    in a summary.
+    """
+    lines = floodInterrupted(nonBlocking, None)
+    assert len(lines) > 50
+    for line in sorted(lines):
+        floodInterrupted(nonBlocking, line)
 
 
 # -- settings --------------------------------------------------------------------

@@ -146,6 +146,8 @@ class RepeatFilter(Sampling[T], FeedbackLoops[T]):
         # Reentrant: a signal handler that logs (twistd's) runs on the main
         # thread between any two bytecodes, maybe while it holds this lock.
         self._lock = threading.RLock()
+        # Inside a look, tick or flush (under the lock: so this thread's).
+        self._busy = False
         registerForFork(self)
         self._position = position
         self._setGate = setGate
@@ -195,6 +197,7 @@ class RepeatFilter(Sampling[T], FeedbackLoops[T]):
     def _afterForkInChild(self, keepPending: bool) -> None:
         # Another thread may have held the lock at the fork: it is gone.
         self._lock = threading.RLock()
+        self._busy = False
         if not keepPending:
             # The summaries of the copies held back before the fork are the
             # parent's to deliver (it goes on); the child's would say them
@@ -270,16 +273,26 @@ class RepeatFilter(Sampling[T], FeedbackLoops[T]):
         now = self.clock.seconds()
         due: list[tuple[Repeating, int]] = []
         with self._lock:
-            self._looked += 1
-            if now < self._sliceEnd:
-                verdict = self._look(item, now)
-            else:
-                # Nothing repeating: the sink's count reached the gate, so
-                # a step's worth of items just went by, which count towards
-                # the new interval (a flood's first copies do).
-                self._newSlice(now, due, 0 if self._repeating else self._step)
-                verdict = self._look(item, now)
-            self.due = bool(self._repeating)
+            if self._busy:
+                # A signal handler that logs, run on this thread between two
+                # bytecodes of a look (the lock is reentrant, so it does not
+                # wait for itself): the state is half changed, so the item
+                # is delivered without a look (and is not counted as one).
+                return MARKED if self._repeating else DELIVER
+            self._busy = True
+            try:
+                self._looked += 1
+                if now < self._sliceEnd:
+                    verdict = self._look(item, now)
+                else:
+                    # Nothing repeating: the sink's count reached the gate,
+                    # so a step's worth of items just went by, which count
+                    # towards the new interval (a flood's first copies do).
+                    self._newSlice(now, due, 0 if self._repeating else self._step)
+                    verdict = self._look(item, now)
+                self.due = bool(self._repeating)
+            finally:
+                self._busy = False
         if due:
             self._summarise(due, now)
         return verdict
@@ -296,8 +309,14 @@ class RepeatFilter(Sampling[T], FeedbackLoops[T]):
         with self._lock:
             if not self._repeating:
                 return None
-            if now >= self._sliceEnd:
-                self._newSlice(now, due)
+            if now >= self._sliceEnd and not self._busy:
+                # (Busy: a signal handler on a thread in the middle of a
+                # look; the next tick or look starts the new interval.)
+                self._busy = True
+                try:
+                    self._newSlice(now, due)
+                finally:
+                    self._busy = False
             left = self._sliceEnd - now
             watching = bool(self._repeating)
         if due:
@@ -321,13 +340,21 @@ class RepeatFilter(Sampling[T], FeedbackLoops[T]):
         now = self.clock.seconds()
         due: list[tuple[Repeating, int]] = []
         with self._lock:
-            if now >= self._sliceEnd:
-                # Also forgets the events that have stopped repeating.
-                self._newSlice(now, due)
-            else:
-                for bucket in self._repeating.values():
-                    for key in bucket.values():
-                        self._settle(key, due)
+            if self._busy:
+                # A signal handler in the middle of a look on this thread:
+                # the summaries are left for the next flush or tick.
+                return
+            self._busy = True
+            try:
+                if now >= self._sliceEnd:
+                    # Also forgets the events that have stopped repeating.
+                    self._newSlice(now, due)
+                else:
+                    for bucket in self._repeating.values():
+                        for key in bucket.values():
+                            self._settle(key, due)
+            finally:
+                self._busy = False
         if due:
             self._summarise(due, now)
 
