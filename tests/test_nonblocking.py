@@ -533,7 +533,9 @@ def test_aSteadyStreamDoesNotWakeTheWorkerForEachEvent() -> None:
     Under a steady stream (faster than C{BATCH_RATE}) the worker takes
     what came in while it waited (at most C{BATCH_WAIT}) instead of being
     woken for every event: each wake-up is a context switch and a GIL
-    hand-over the caller pays for.
+    hand-over the caller pays for. (A machine loaded enough to stretch the
+    caller's short sleeps past C{1 / BATCH_RATE} makes the stream a trickle,
+    which is woken for each event by design: up to three streams are tried.)
     """
     sink = RecordingObserver()
     observer = NonBlockingObserver(sink)
@@ -542,16 +544,26 @@ def test_aSteadyStreamDoesNotWakeTheWorkerForEachEvent() -> None:
     worker = observer._channel.worker
     assert worker is not None and worker.native_id is not None
     count = 2_000
-    before = _switches(worker)
-    for n in range(count):
-        observer(event(n))
-        # A caller that sleeps between events, as a server between
-        # requests: without the wait for more, each event wakes the worker.
-        time.sleep(0.0002)
-    assert waitFor(lambda: len(sink.events) == count + 1, 30)
-    switches = _switches(worker) - before
+    tried = []
+    sent = 1
+    for _ in range(3):
+        before = _switches(worker)
+        began = time.monotonic()
+        for n in range(count):
+            observer(event(n))
+            # A caller that sleeps between events, as a server between
+            # requests: without the wait for more, each event wakes the
+            # worker.
+            time.sleep(0.0002)
+        rate = count / (time.monotonic() - began)
+        sent += count
+        assert waitFor(lambda sent=sent: len(sink.events) == sent, 30)
+        switches = _switches(worker) - before
+        tried.append(f"{switches} context switches for {count} events at {rate:.0f}/s")
+        if switches < count / 4:
+            break
     observer.close()
-    assert switches < count / 4, f"{switches} context switches for {count} events"
+    assert switches < count / 4, "; ".join(tried)
 
 
 class _SlowToCopy(Mapping[str, Any]):
