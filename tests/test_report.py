@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 from twisted.internet.task import Clock
@@ -18,6 +19,7 @@ from twisted_safelog import (
     Reporter,
     SafeObserver,
     StreamWriter,
+    _report,
     defaultReporter,
     setDefaultReporter,
 )
@@ -25,7 +27,7 @@ from twisted_safelog._escape import _UNSAFE, _UNSAFE_WITH_NEWLINE, escapeControl
 from twisted_safelog._report import LINE_LIMIT, TRACEBACK_LINES, describe
 from twisted_safelog.testing import RaisingObserver
 
-from .helpers import LineCollector, collectingReporter, event
+from .helpers import LineCollector, collectingReporter, event, interruptedAt
 
 
 def test_reportersProvideIReporter() -> None:
@@ -70,6 +72,69 @@ def test_stateChangeFlushesThatSinksSuppressedCountsFirst() -> None:
     reporter.stateChanged("s", "closed", "open", "quarantined")
     assert "1 similar failures of sink s suppressed" in lines.lines[-2]
     assert lines.lines[-1].endswith("sink s quarantined")
+
+
+def reportsInterrupted(at: tuple[str, int] | None) -> set[tuple[str, int]]:
+    """
+    Failures and drops of sink C{s}, some suppressed, then a state change
+    of C{s} and a flush, while the reporter's code is interrupted at line
+    C{at} by a signal handler whose sink reports a failure of a kind not
+    seen yet (a new sink) and one more failure of C{s}: check that every
+    failure of C{s} is written or counted in a suppression line, and that
+    no line is lost; return the lines of the reporter reached.
+    """
+    clock = Clock()
+    reporter, lines = collectingReporter(clock, interval=10)
+    failures = [0]
+    handlers: list[str] = []
+
+    def handler() -> None:
+        handlers.append(f"h{len(handlers)}")
+        reporter.failure(handlers[-1], OSError("no space"), "OSError: no space")
+        failures[0] += 1
+        reporter.failure("s", OSError("no space"), "OSError: no space")
+
+    for _ in range(3):
+        failures[0] += 1
+        reporter.failure("s", OSError("no space"), "OSError: no space")
+    reporter.dropped("s", "overflow", 2)
+    reporter.dropped("s", "overflow", 3)
+    with interruptedAt([_report], handler, at) as reached:
+        reporter.stateChanged("s", "closed", "open", "quarantined")
+        reporter.flush()
+    reporter.flush()
+    written = lines.matching("sink s failed")
+    suppressed = [
+        int(m.group(1))
+        for line in lines.lines
+        for m in [re.search(r"(\d+) similar failures of sink s suppressed", line)]
+        if m
+    ]
+    assert len(written) + sum(suppressed) == failures[0], (at, lines.lines)
+    assert lines.matching("3 similar drops (overflow) for sink s suppressed"), (at, lines.lines)
+    assert lines.matching("sink s quarantined"), (at, lines.lines)
+    for name in handlers:
+        assert lines.matching(f"sink {name} failed: OSError: no space"), (at, lines.lines)
+    return reached
+
+
+def test_aSignalHandlerThatReportsInTheMiddleOfAReportLosesNothing() -> None:
+    """
+    A signal handler that logs runs on the main thread between two bytecodes
+    of what it was doing, which may be the reporter writing out a sink's
+    suppressed counts (its lock is reentrant, so the handler does not wait
+    for itself), and its own sink's failure may be a kind the reporter has
+    not seen (a new key in the table being walked) or one more of a kind
+    being written out. Interrupted so at any one line of the reporter's
+    code, no count is lost, and every line is written (the walk raised
+    C{RuntimeError: dictionary changed size during iteration}, which the
+    state change's caller swallowed, with the suppressed counts taken so far
+    and the state change line).
+    """
+    lines = reportsInterrupted(None)
+    assert len(lines) > 20
+    for line in sorted(lines):
+        reportsInterrupted(line)
 
 
 def test_tracebackOnlyWithTheFirstFailureOfAKind() -> None:

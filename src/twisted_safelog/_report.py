@@ -244,10 +244,17 @@ class Reporter:
     def _flushSink(self, sink: str | None) -> None:
         pending = []
         with self._lock:
-            for key, repeats in self._repeats.items():
-                if repeats.suppressed and (sink is None or key[1] == sink):
-                    pending.append((repeats.what, repeats.suppressed))
-                    repeats.suppressed = 0
+            # A snapshot: a signal handler that logs runs on this thread
+            # between two bytecodes (the lock is reentrant), and its report
+            # may add a kind to the table (walking the table itself raised
+            # RuntimeError: dictionary changed size during iteration). A
+            # count is taken and zeroed in one step with no call in between
+            # (where the handler could add to it), then kept.
+            for key, repeats in list(self._repeats.items()):
+                if sink is None or key[1] == sink:
+                    count, repeats.suppressed = repeats.suppressed, 0
+                    if count:
+                        pending.append((repeats.what, count))
         for what, count in pending:
             self._emit(f"{count} {_oneLine(what)} suppressed")
 
