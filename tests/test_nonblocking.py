@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from twisted.logger import (
     ILogObserver,
+    LogEvent,
     Logger,
     LoggingFile,
     LogLevel,
@@ -27,11 +28,18 @@ from twisted.logger import (
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_safelog import NonBlockingObserver, SafeObserver, SinkStats
+from twisted_safelog import (
+    NonBlockingObserver,
+    SafeObserver,
+    SinkStats,
+    _nbshutdown,
+    _nonblocking,
+    _worker,
+)
 from twisted_safelog._worker import Channel
 from twisted_safelog.testing import FlakyObserver, RecordingObserver
 
-from .helpers import BrokenHandler, RecordingReporter, event, waitFor
+from .helpers import BrokenHandler, RecordingReporter, event, interruptedAt, waitFor
 
 
 @implementer(ILogObserver)
@@ -766,6 +774,55 @@ def test_anEventQueuedAsAFlushGivesUpIsCountedNotLost() -> None:
     assert stats.received == 5
     assert stats.balanced, stats
     assert stats.delivered + stats.droppedByReason["shutdown"] == 5
+
+
+def flushInterrupted(at: tuple[str, int] | None) -> set[tuple[str, int]]:
+    """
+    Five events, then a flush whose code (the observer's, the worker
+    channel's) is interrupted at line C{at} by a signal handler that logs
+    into the same observer (twice at most: a signal, not every pass of a
+    loop): check that the flush said everything was delivered, and that
+    every event was, none dropped; return the lines reached.
+    """
+    sink = RecordingObserver()
+    reporter = RecordingReporter()
+    observer = NonBlockingObserver(SafeObserver(sink, reporter=reporter), reporter=reporter)
+    sent = [event(n) for n in range(5)]
+    for each in sent:
+        observer(each)
+    handled: list[LogEvent] = []
+
+    def handler() -> None:
+        if len(handled) < 2:
+            handled.append(event(100 + len(handled)))
+            observer(handled[-1])
+
+    with interruptedAt([_nbshutdown, _nonblocking, _worker], handler, at) as reached:
+        flushed = observer.flush(30)
+    assert observer.flush(30)
+    stats = observer.stats()
+    observer.close()
+    assert flushed, (at, stats)
+    assert stats.dropped == 0, (at, stats)
+    assert [e["n"] for e in sink.events] == [e["n"] for e in sent + handled], at
+    assert stats.received == stats.delivered == len(sent + handled), (at, stats)
+    return reached
+
+
+def test_aSignalHandlerThatLogsDuringAFlushIsDeliveredNotDropped() -> None:
+    """
+    A signal handler that logs (twistd's "Received SIGTERM") runs on the
+    main thread between two bytecodes of what it was doing, which may be a
+    flush, after it has seen the queue delivered: its event is queued while
+    the worker runs, and is delivered, not taken back out and dropped as
+    not delivered in time ("shutdown", with a report saying so, and the
+    flush saying it failed: it did, at each line from the last look at the
+    queue on). Interrupted at each line of the flush's code in turn.
+    """
+    lines = flushInterrupted(None)
+    assert len(lines) > 10
+    for line in sorted(lines):
+        flushInterrupted(line)
 
 
 class _ClearedBetweenReads(Channel):

@@ -142,12 +142,21 @@ class Channel:
         """
         Wait until the queue is delivered, the C{deadline} (a
         C{time.monotonic()} value) passes, or the delivery in progress stays
-        stalled (see L{stalled}); then empty the queue. Returns (events left
-        in the queue, events in flight).
+        stalled (see L{stalled}); then, unless it was delivered, empty the
+        queue. Returns (events left in the queue, events in flight).
         """
         stuckIn: float | None = None
         with self.lock:
-            while self.pending() and self.alive:
+            while True:
+                if not self.pending() and self.alive:
+                    # Delivered. An event queued since (by another thread,
+                    # or by a signal handler that logs, run on this one
+                    # between two bytecodes) is the running worker's to
+                    # deliver: taking it out dropped it (as not delivered
+                    # in time) although there was time.
+                    return 0, 0
+                if not self.alive:
+                    break
                 # Read once: the worker clears it without the lock.
                 since = self.busySince
                 if since and time.monotonic() - since >= stallTimeout > 0:
