@@ -832,6 +832,145 @@ def test_aSignalHandlerThatLogsNeverDeadlocksAFailingSynchronousSink() -> None:
     assertEveryEventAccounted(found, ("sometimes", "always"))
 
 
+def test_aSignalHandlerThatLogsWhileTheSummaryTimerIsTakenNeverDeadlocks() -> None:
+    """
+    A flood's copies make a sink's filter join the process's summary timer
+    (a background thread over the filters holding copies back), which takes
+    the timer's lock on the caller's thread. A signal handler that logs,
+    run on that thread between two bytecodes while it holds that lock, may
+    make another sink's filter join too (its own flood's next copy): it
+    must not wait for the lock its own thread holds (the lock was not
+    reentrant: the process hung there for ever). Interrupted so at each
+    line of the background threads' code in turn; every copy is delivered
+    or held back, counted.
+    """
+    found, _ = runScriptCapturing(
+        """
+        import faulthandler
+        # A deadlock ends the process with the stacks on stderr.
+        faulthandler.dump_traceback_later(60, exit=True)
+        from twisted.internet.task import Clock
+        from twisted_safelog import _background
+        from tests.helpers import RecordingReporter, interruptedAt
+
+        LINE = "Received SIGTERM, shutting down."
+
+        def joiningAt():
+            # How many copies make a fresh filter join the timer.
+            probe = SafeObserver(RecordingObserver(), clock=Clock(),
+                                 reporter=RecordingReporter(), repeatBurst=4)
+            for n in range(1, 1000):
+                probe({"log_format": LINE, "log_time": 0.0, "log_namespace": "x"})
+                if probe.repeats.watching:
+                    return n
+            raise AssertionError("never watched")
+
+        joins = joiningAt()
+
+        def run(at):
+            clock = Clock()
+            mine = SafeObserver(RecordingObserver(), clock=clock,
+                                reporter=RecordingReporter(), repeatBurst=4)
+            other = SafeObserver(RecordingObserver(), clock=clock,
+                                 reporter=RecordingReporter(), repeatBurst=4)
+            copy = {"log_format": LINE, "log_time": 0.0, "log_namespace": "x"}
+            # The other's next copy makes its filter join the timer.
+            for _ in range(joins - 1):
+                other(dict(copy))
+            handled = []
+
+            def handler():
+                if not handled:
+                    handled.append(1)
+                    other(dict(copy))
+
+            with interruptedAt([_background], handler, at) as reached:
+                for _ in range(joins):
+                    mine(dict(copy))
+            for each in (mine, other):
+                s = each.stats()
+                assert s.received == s.delivered + s.failed + s.dropped + s.buffered, s
+            assert mine.stats().received == joins
+            assert other.stats().received == joins - 1 + len(handled)
+            return reached
+
+        lines = run(None)
+        assert len(lines) > 5, lines
+        for line in sorted(lines):
+            run(line)
+        faulthandler.cancel_dump_traceback_later()
+        print(json.dumps({"lines": len(lines)}))
+        """,
+        timeout=120,
+    )
+    assert found["lines"] > 5
+
+
+def test_aCollectedHandlersFinalizerOnAThreadMakingASinkNeverDeadlocks() -> None:
+    """
+    A stdlib handler hardened in place that nobody holds any more, with
+    records still buffered (its disk was full), is closed by its finalizer,
+    which the garbage collector runs on whatever thread allocated at that
+    moment, between two bytecodes, as a signal handler runs: maybe a thread
+    making a sink, inside the sink names' lock or the stall watchdog's. The
+    close gives up the name and leaves the watchdog, which take those locks
+    again: they must not wait for their own thread (they were not
+    reentrant: the thread hung for ever, and every sink made after it).
+    Collected so at each line of that code in turn, the buffered records
+    are counted and the new sink works.
+    """
+    found, _ = runScriptCapturing(
+        """
+        import faulthandler, gc, logging
+        faulthandler.dump_traceback_later(60, exit=True)
+        from twisted_safelog import _background, _names, hardenHandler
+        from tests.helpers import BrokenHandler, RecordingReporter, interruptedAt
+
+        def run(at):
+            gc.collect()
+            broken = BrokenHandler()
+            # (A reporter that keeps no exception: its traceback would
+            # hold the handler.)
+            core = hardenHandler(broken, reporter=Reporter(write=[].append),
+                                 failureThreshold=1, resetTimeout=3600).core
+            for n in range(3):
+                broken.handle(logging.makeLogRecord({"msg": f"record {n}"}))
+            assert core.stats().buffered == 2, core.stats()
+            # Only a cycle holds it: it goes when the collector runs.
+            broken.cycle = broken
+            del broken
+            collected = []
+
+            def collect():
+                if not collected:
+                    collected.append(gc.collect())
+
+            gc.disable()
+            try:
+                with interruptedAt([_background, _names], collect, at) as reached:
+                    sink = RecordingObserver()
+                    made = SafeObserver(sink, reporter=RecordingReporter())
+            finally:
+                gc.enable()
+            gc.collect()
+            s = core.stats()
+            assert s.buffered == 0 and s.droppedByReason["shutdown"] == 2, s
+            made(ev(1))
+            assert [e["n"] for e in sink.events] == [1]
+            return reached
+
+        lines = run(None)
+        assert len(lines) > 5, lines
+        for line in sorted(lines):
+            run(line)
+        faulthandler.cancel_dump_traceback_later()
+        print(json.dumps({"lines": len(lines)}))
+        """,
+        timeout=120,
+    )
+    assert found["lines"] > 5
+
+
 # -- multiprocessing ----------------------------------------------------------------
 
 

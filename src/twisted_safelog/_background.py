@@ -39,7 +39,13 @@ class ProcessThread(Generic[M]):
         registerForFork(self)
 
     def _setUp(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler that logs runs on a thread that holds
+        # it, between any two bytecodes (its log call may schedule another
+        # filter's summaries); and a finalizer run by the garbage collector
+        # there (a collected handler's hardening is closed) leaves the
+        # watchdog. A plain lock deadlocked that thread on itself, and every
+        # thread making a sink after it.
+        self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._paused = False
@@ -113,7 +119,7 @@ class ProcessThread(Generic[M]):
                     self._ending()
                     return
                 if wait is None:
-                    wait = self.wait(list(self._members))
+                    wait = self.wait(self._copy())
                 self._wake.wait(wait)
                 if self._paused:
                     self._thread = None
@@ -122,9 +128,23 @@ class ProcessThread(Generic[M]):
                 # Under the lock: members are added from other threads, and
                 # a WeakSet changed while it is copied raises (the thread
                 # would die, and its work with it).
-                members = list(self._members)
+                members = self._copy()
             wait = self.visit(members)
             del members
+
+    def _copy(self) -> list[M]:
+        """
+        With the lock held: the members, copied. The copy allocates, so the
+        garbage collector may run a finalizer on this thread meanwhile, which
+        may discard a member (the lock is reentrant): the set changed while
+        it is copied raises C{RuntimeError}, and it is copied again.
+        """
+        for _ in range(3):
+            try:
+                return list(self._members)
+            except RuntimeError:
+                continue
+        return []
 
     def _pauseForFork(self) -> None:
         """

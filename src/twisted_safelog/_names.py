@@ -108,7 +108,11 @@ def _describe(thing: object) -> str:
 
 #: The names of live sinks, so that two alike get different ones.
 _liveNames: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
-_namesLock = threading.Lock()
+# Reentrant: the garbage collector may run a finalizer on a thread that
+# holds it (a collected handler's hardening is closed, and gives up its
+# name), as a signal handler may run there; a plain lock deadlocked that
+# thread on itself.
+_namesLock = threading.RLock()
 
 
 def uniqueName(name: str, sink: object) -> str:
