@@ -176,6 +176,9 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         # as received already; the others in _active are on the healthy
         # path, whose events are counted when they end (see SinkAccounts).
         self._slowActive: set[int] = set()
+        # Events a signal handler logged on the main thread in the middle of
+        # a delivery there, delivered once it returns (_afterSignal).
+        self._interrupting: deque[T] = deque()
         self._lock = threading.RLock()
         # Items waiting for replay, oldest first. Bounded: appending to a
         # full buffer drops the oldest item by itself, and SinkAccounts
@@ -298,11 +301,13 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
                 self._guard.exit(tid)
                 self._countReceived()
                 self._failure(event, error, describeError(error), first=True)
+                self._afterSignal()
                 return
             except BaseException:
                 self._guard.exit(tid)
                 self._countReceived()
                 self._interrupted()
+                self._afterSignal()
                 raise
             active.discard(tid)
             if self._degraded:
@@ -341,13 +346,14 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
                 self._afterShed(event, tick)
             return
         self._slowPath(event, currentThread())
+        if self._interrupting:
+            self._afterSignal()
 
     def _slowPath(self, event: T, tid: int) -> None:
         """
         An event that cannot take the healthy path.
         """
         if tid in self._active:
-            self._countReceived()
             self._reentered(event)
             return
         if self.repeats.due and self._heldBack(event):
@@ -376,10 +382,12 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         if tid in errorSeen:
             errorSeen.discard(tid)
             self._failure(event, None, _ERROR_OUTPUT, first=True)
-            return
-        self._countDelivered()
-        self.breaker.success()
-        self._settle()
+        else:
+            self._countDelivered()
+            self.breaker.success()
+            self._settle()
+        if self._interrupting:
+            self._afterSignal()
 
     def _degrade(self) -> None:
         with self._lock:
@@ -402,6 +410,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
             and not self._buffer
             and not self._guard.errorSeen
             and not self.repeats.due
+            and not self._interrupting
         )
 
     def _gateMoved(self, gate: int) -> None:
@@ -476,6 +485,7 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
             guard.exit(tid)
             slowActive.discard(tid)
             self._interrupted()
+            self._afterSignal()
             raise
         slowActive.discard(tid)
         if guard.exit(tid):
@@ -483,3 +493,9 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
         self._countDelivered()
         self.breaker.success()
         return True
+
+
+# The code of the methods that call the sink (see SinkState._reentered).
+HardenedSink._deliveries = frozenset(
+    {HardenedSink.__call__.__code__, HardenedSink._deliver.__code__}
+)

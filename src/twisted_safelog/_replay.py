@@ -75,6 +75,10 @@ class ReplayBuffer(Generic[T]):
 
         def _degrade(self) -> None: ...
 
+        _interrupting: deque[T]
+
+        def _afterSignal(self) -> None: ...
+
     @property
     def buffered(self) -> int:
         """
@@ -280,6 +284,9 @@ class ReplayBuffer(Generic[T]):
             with lock:
                 self._draining = False
         self._settle()
+        if self._interrupting:
+            # Logged by a signal handler during a replayed delivery.
+            self._afterSignal()
 
 
 def _count(sizes: deque[int], slot: int) -> tuple[int, int]:

@@ -11,11 +11,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from types import CodeType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._breaker import BreakerState, CircuitBreaker
 from ._guard import currentThread, looksLikeErrorOutput
 from ._report import releaseName
+from ._signals import afterSignal, interruptedDelivery
 from ._stall import StallTracker, watchdog
 from ._stats import DropReason, SinkStats
 from ._status import stateChanged
@@ -69,11 +71,15 @@ class SinkState(Generic[T]):
         _lastError: str | None
         _stall: StallTracker
         _countReceived: Callable[[], object]
+        _active: set[int]
+        _interrupting: deque[T]
         retryFailed: bool
         maxAttempts: int
         fallback: Callable[[T], object] | None
 
         def _degrade(self) -> None: ...
+
+        def __call__(self, event: T) -> None: ...
 
         def drain(self) -> None: ...
 
@@ -89,12 +95,34 @@ class SinkState(Generic[T]):
         if self.breaker.state is _HALF_OPEN:
             self.breaker.failure()
 
+    #: The code of the methods that call the sink (set by L{HardenedSink}).
+    _deliveries: frozenset[CodeType] = frozenset()
+
     def _reentered(self, event: T) -> None:
+        """
+        C{event} reached the sink on a thread that is delivering to it:
+        caused by that delivery, it is dropped (C{"reentry"}); logged by a
+        signal handler that interrupted it (twistd's SIGTERM handler), it is
+        delivered once that delivery returns (L{_afterSignal}).
+        """
+        if interruptedDelivery(self, self._deliveries):
+            self._interrupting.append(event)
+            self._degrade()
+            return
+        self._countReceived()
         self._drops.add(DropReason.reentry)
         if looksLikeErrorOutput(event):  # type: ignore[arg-type]
             self._guard.sawErrorOutput()
             self._degrade()
         self._report(self.reporter.dropped, self.name, DropReason.reentry.value, 1)
+
+    def _afterSignal(self) -> None:
+        """
+        Deliver the events signal handlers logged during deliveries on this
+        thread, unless it is still inside one. (Not counted until then: a
+        delivery that never returns holds them, as it holds its own event.)
+        """
+        afterSignal(self._interrupting, self, self._active)
 
     def isTransient(self, error: BaseException) -> bool:
         """

@@ -7,6 +7,7 @@ mark what they carry so neither sends back what the other produced.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from zope.interface import implementer
 
 from ._guard import ReentryGuard
 from ._report import describe
+from ._signals import afterSignal, interruptedDelivery
 from ._stats import Counter
 
 __all__ = [
@@ -119,7 +121,8 @@ class StdlibObserver:
     (L{ORIGIN_KEY}), so L{TwistedHandler} does not send them back; events
     that L{TwistedHandler} made are not forwarded. A reentrant call on the
     same thread (a handler that logs through Twisted) is dropped and
-    counted in C{reentered}.
+    counted in C{reentered}; one a signal handler made in the middle of a
+    call (twistd's SIGTERM handler) is forwarded once that call returns.
 
     @param loggerName: send every event to this logger instead of the one named by its
         C{log_namespace}.
@@ -131,6 +134,7 @@ class StdlibObserver:
         self.defaultName = defaultName
         self._guard = ReentryGuard()
         self.reentered = Counter()
+        self._interrupting: deque[LogEvent] = deque()
 
     def __repr__(self) -> str:
         target = repr(self.loggerName) if self.loggerName else "log_namespace"
@@ -141,12 +145,17 @@ class StdlibObserver:
             return
         tid = self._guard.enterOnce()
         if tid is None:
-            self.reentered.increment()
+            if interruptedDelivery(self, _OBSERVER_CALLS):
+                self._interrupting.append(event)
+            else:
+                self.reentered.increment()
             return
         try:
             self._forward(event)
         finally:
             self._guard.exit(tid)
+        if self._interrupting:
+            afterSignal(self._interrupting, self, self._guard.active)
 
     def _forward(self, event: LogEvent) -> None:
         name = self.loggerName or event.get("log_namespace") or self.defaultName
@@ -186,7 +195,8 @@ class TwistedHandler(logging.Handler):
     clear fallback text instead of failing. Events are marked as coming from
     stdlib (L{ORIGIN_KEY}); records that L{StdlibObserver} made are not
     published again. A reentrant call on the same thread is dropped and
-    counted in C{reentered}.
+    counted in C{reentered}; one a signal handler made in the middle of a
+    call is published once that call returns.
 
     @param publisher: where events are published (the global publisher if L{None}).
     @param level: the handler's level, as for any C{logging.Handler}.
@@ -197,6 +207,7 @@ class TwistedHandler(logging.Handler):
         self.publisher = globalLogPublisher if publisher is None else publisher
         self._guard = ReentryGuard()
         self.reentered = Counter()
+        self._interrupting: deque[logging.LogRecord] = deque()
 
     def __repr__(self) -> str:
         return f"<TwistedHandler ({logging.getLevelName(self.level)})>"
@@ -214,7 +225,10 @@ class TwistedHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         tid = self._guard.enterOnce()
         if tid is None:
-            self.reentered.increment()
+            if interruptedDelivery(self, _HANDLER_CALLS):
+                self._interrupting.append(record)
+            else:
+                self.reentered.increment()
             return
         try:
             self.publisher(self.eventFromRecord(record))
@@ -222,6 +236,8 @@ class TwistedHandler(logging.Handler):
             self.handleError(record)
         finally:
             self._guard.exit(tid)
+        if self._interrupting:
+            afterSignal(self._interrupting, self.emit, self._guard.active)
 
     def eventFromRecord(self, record: logging.LogRecord) -> LogEvent:
         """
@@ -266,3 +282,8 @@ def _safeStr(thing: object) -> str:
         return str(thing)
     except Exception:
         return describe(thing)
+
+
+# The code of the bridges' calls (see interruptedDelivery).
+_OBSERVER_CALLS = frozenset({StdlibObserver.__call__.__code__})
+_HANDLER_CALLS = frozenset({TwistedHandler.emit.__code__})
