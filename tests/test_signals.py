@@ -17,7 +17,9 @@ import functools
 import logging
 import os
 import signal
+import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from zope.interface import implementer
 
 from twisted_safelog import SafeObserver, StdlibObserver, TwistedHandler
 
-from .helpers import RecordingReporter, privateLogger
+from .helpers import RecordingReporter, childResult, privateLogger
 
 SIGNAL = signal.SIGUSR2
 SIGTERM_LINE = "Received SIGTERM, shutting down."
@@ -320,3 +322,95 @@ def test_twistedHandler(logger: logging.Logger) -> None:
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
     yield from privateLogger("twisted_safelog.tests.signals")
+
+
+WRITER_SWEEP = textwrap.dedent(
+    """
+    import faulthandler, glob, json, os, sys
+    faulthandler.dump_traceback_later(100, exit=True)
+    from twisted_safelog import Reporter, _fdwriter, _logfile, _pathcheck
+    from twisted_safelog._logfile import LogFileWriter
+
+    directory = sys.argv[1]
+    path = os.path.join(directory, "app.log")
+    files = {module.__file__ for module in (_logfile, _pathcheck, _fdwriter)}
+
+
+    def scenario(at):
+        for old in glob.glob(path + "*"):
+            os.remove(old)
+        writer = LogFileWriter(
+            path, rotateLength=300, reporter=Reporter(write=lambda line: None), watcher=None
+        )
+        sent = []
+
+        def handler():
+            n = len(sent)
+            sent.append(f"handler {n}")
+            writer.write(f"handler {n}\\n")
+            if n % 2 == 0:
+                writer.reopen()
+
+        reached = set()
+
+        def atLine(frame, what, arg):
+            if what == "line":
+                where = (frame.f_code.co_filename, frame.f_lineno)
+                reached.add(where)
+                if where == at and len(sent) < 4:
+                    handler()
+            return atLine
+
+        def onCall(frame, what, arg):
+            return atLine if frame.f_code.co_filename in files else None
+
+        main = []
+        sys.settrace(onCall)
+        try:
+            for n in range(20):
+                main.append(f"main {n}")
+                writer.write(f"main {n}\\n")
+                if n % 5 == 0:
+                    writer.writeReport(f"report {n}\\n")
+                if n == 7:
+                    writer.reopen()
+                if n == 12:
+                    writer.rotate()
+        finally:
+            sys.settrace(None)
+        writer.close()
+        lines = []
+        for name in glob.glob(path + "*"):
+            with open(name) as f:
+                lines += f.read().splitlines()
+        wrong = [line for line in main + sent if lines.count(line) != 1]
+        return reached, wrong, writer.lostLater
+
+
+    reached, wrong, _ = scenario(None)
+    assert not wrong, wrong
+    failures = []
+    for at in sorted(reached):
+        _, wrong, lost = scenario(at)
+        if wrong or lost:
+            failures.append([os.path.basename(at[0]), at[1], wrong, lost])
+    faulthandler.cancel_dump_traceback_later()
+    print(json.dumps({"lines": len(reached), "failures": failures}))
+    """
+)
+
+
+def test_theFileWriterInterruptedAtAnyLine(tmp_path: Path) -> None:
+    """
+    A signal handler (or a finalizer) runs on a thread in the middle of the
+    log file writer's own work: a write, a report, a reopening, a
+    rotation. One that writes a line and reopens the file (as a SIGUSR1
+    handler for logrotate does) must not wait for the writer's lock its
+    own thread holds (with a plain lock the process hung for good), nor
+    change the file under the work in progress: each line is written
+    exactly once. Interrupted at each line of the writer's code in turn, in
+    a child process (a hang ends it, with the stacks).
+    """
+    found = childResult(WRITER_SWEEP, str(tmp_path))
+    assert found["lines"] > 100
+    assert found["failures"] == []

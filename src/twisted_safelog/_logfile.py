@@ -11,7 +11,9 @@ import errno
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from ._errors import ConfigurationError
 from ._fdwriter import NonBlockingDescriptor, lostReportsLine
@@ -20,7 +22,7 @@ from ._fork import registerForFork
 from ._pathcheck import CREATE_GRACE as CREATE_GRACE
 from ._pathcheck import PathChecking
 from ._policy import checkNumber
-from ._report import IReporter, defaultReporter
+from ._report import IReporter, defaultReporter, describe
 from ._rotationwatch import RotationWatcher, rotationWatcher
 
 __all__ = ["DEFAULT_CHECK_EVERY", "DEFAULT_CHECK_INTERVAL", "LogFileWriter"]
@@ -90,8 +92,10 @@ class LogFileWriter(PathChecking, PathKeeping):
         "_checkAt",
         "_clock",
         "_closeWhenDone",
+        "_depth",
         "_doorbell",
         "_fd",
+        "_later",
         "_lock",
         "_note",
         "_size",
@@ -140,7 +144,16 @@ class LogFileWriter(PathChecking, PathKeeping):
         self.createDirectory = createDirectory
         self.mode = mode
         self.reporter = defaultReporter() if reporter is None else reporter
-        self._lock = threading.Lock()
+        # Reentrant, with the depth of the work under it: code that runs on
+        # a thread in the middle of the writer's own work (a signal handler
+        # that logs or reopens, a finalizer) must not wait for a lock its
+        # own thread holds, nor change what that work is half way through:
+        # what it asks is done when the work is over (_later).
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._later: deque[Callable[[], object]] = deque()
+        #: Lines held that way that could not be written afterwards.
+        self.lostLater = 0
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
         # Since when the path has been missing while the open file is
@@ -177,8 +190,11 @@ class LogFileWriter(PathChecking, PathKeeping):
 
     def _afterForkInChild(self, keepPending: bool) -> Callable[[], object] | None:
         # A thread that is gone may have held the lock; the descriptor is
-        # shared with the parent (O_APPEND: both may append).
-        self._lock = threading.Lock()
+        # shared with the parent (O_APPEND: both may append). What it held
+        # for later is the parent's to write.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._later.clear()
         return None
 
     def __del__(self) -> None:
@@ -214,6 +230,11 @@ class LogFileWriter(PathChecking, PathKeeping):
         rotationError = None
         try:
             with self._lock:
+                if self._depth:
+                    # On this thread in the middle of the writer's work.
+                    self._later.append(partial(self.write, text))
+                    return
+                self._depth = 1
                 try:
                     # _current(), inline: the descriptor, unless a check of
                     # the path is due.
@@ -257,13 +278,40 @@ class LogFileWriter(PathChecking, PathKeeping):
                     if self._closeWhenDone:
                         self._closeWhenDone = False
                         self._closeFile()
+                    self._depth = 0
         finally:
             # Reported outside the lock: the report may be written to this
             # very file.
             if self._note is not None:
                 self._sayNote()
+            if self._later:
+                self._runLater()
         if rotationError is not None:
             self._report(rotationError)
+
+    def _runLater(self) -> None:
+        """
+        Do what code run on this thread in the middle of the writer's work
+        asked (see C{_lock}), unless that work is still under way.
+        """
+        later = self._later
+        while later and not self._depth:
+            try:
+                operation = later.popleft()
+            except IndexError:
+                return
+            try:
+                operation()
+            except Exception as error:
+                # A line held for later (already taken by its sink).
+                self.lostLater += 1
+                try:
+                    self.reporter.note(
+                        f"log file {self.path}: a line logged during another write "
+                        f"(by a signal handler) could not be written: {describe(error)}"
+                    )
+                except Exception:
+                    pass
 
     def _rollBack(self, fd: int, written: int) -> None:
         """
@@ -300,20 +348,40 @@ class LogFileWriter(PathChecking, PathKeeping):
         C{postrotate} signal, or SIGUSR1 under twistd).
         """
         with self._lock:
-            if self._fd is not None:
-                self.reopened += 1
-            self._closeFile()
+            if self._depth:
+                # On this thread in the middle of the writer's work (a
+                # SIGUSR1 handler that reopens): once that work is over.
+                self._later.append(self.reopen)
+                return
+            self._depth = 1
+            try:
+                if self._fd is not None:
+                    self.reopened += 1
+                self._closeFile()
+            finally:
+                self._depth = 0
+        if self._later:
+            self._runLater()
 
     def rotate(self) -> None:
         """
         Rotate now (as C{twisted.python.logfile.LogFile.rotate} does).
         """
         with self._lock:
-            if self._fd is None:
-                self._current()
-            error = self._rotate()
+            if self._depth:
+                self._later.append(self.rotate)
+                return
+            self._depth = 1
+            try:
+                if self._fd is None:
+                    self._current()
+                error = self._rotate()
+            finally:
+                self._depth = 0
         if error is not None:
             self._report(error)
+        if self._later:
+            self._runLater()
 
     def writeReport(self, text: str) -> bool:
         """
@@ -332,6 +400,14 @@ class LogFileWriter(PathChecking, PathKeeping):
         if not self._lock.acquire(timeout=0.02):
             self._reportLost(data)
             return False
+        if self._depth:
+            # On this thread in the middle of the writer's work (a signal
+            # handler's report): counted, and said by the next report, as
+            # when another thread's write holds the lock.
+            self._lock.release()
+            self._reportLost(data)
+            return False
+        self._depth = 1
         try:
             fd = self._current()
             if self._reportTarget is None or self._reportTarget.fd != fd:
@@ -352,7 +428,10 @@ class LogFileWriter(PathChecking, PathKeeping):
             self._reportLost(data)
             return False
         finally:
+            self._depth = 0
             self._lock.release()
+            if self._later:
+                self._runLater()
         return True
 
     def _reportLost(self, data: bytes) -> None:
@@ -373,7 +452,11 @@ class LogFileWriter(PathChecking, PathKeeping):
             self._watcher.unwatch(self)
         if self._lock.acquire(timeout=0.1):
             try:
-                self._closeFile()
+                if self._depth:
+                    # On this thread in the middle of the writer's work.
+                    self._later.append(self.close)
+                else:
+                    self._closeFile()
             finally:
                 self._lock.release()
         else:
