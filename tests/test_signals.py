@@ -414,3 +414,62 @@ def test_theFileWriterInterruptedAtAnyLine(tmp_path: Path) -> None:
     found = childResult(WRITER_SWEEP, str(tmp_path))
     assert found["lines"] > 100
     assert found["failures"] == []
+
+
+FORK_WHILE_HELD = textwrap.dedent(
+    """
+    import json, os, signal, threading
+    from twisted_safelog import Reporter, SafeObserver
+
+    def line(text):
+        return {"log_format": "{text}", "text": text, "log_time": 0.0}
+
+    seen = []
+    entered, release = threading.Event(), threading.Event()
+
+    def sink(event):
+        if event["text"] == "interrupted":
+            # The handler logs; then the delivery waits for the fork.
+            os.kill(os.getpid(), signal.SIGUSR2)
+            entered.set()
+            assert release.wait(30)
+        seen.append(event["text"])
+
+    observer = SafeObserver(sink, reporter=Reporter(write=lambda line: None))
+    signal.signal(signal.SIGUSR2, lambda signum, frame: observer(line("handler")))
+    result = {}
+
+    def forker():
+        assert entered.wait(30)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            observer(line("child"))
+            stats = observer.stats()
+            os.write(w, json.dumps([seen, stats.balanced]).encode())
+            os._exit(0)
+        os.close(w)
+        result["child"] = json.loads(os.read(r, 65536))
+        os.waitpid(pid, 0)
+        release.set()
+
+    thread = threading.Thread(target=forker)
+    thread.start()
+    observer(line("interrupted"))
+    thread.join(30)
+    result["parent"] = seen
+    print(json.dumps(result))
+    """
+)
+
+
+def test_aForkFromAnotherThreadLeavesTheHeldLineToTheParent() -> None:
+    """
+    The main thread is inside a delivery, holding a signal handler's line
+    for after it, when another thread forks: in the child that delivery
+    (and its thread) is gone, and the held line is the parent's to deliver,
+    not the child's too.
+    """
+    found = childResult(FORK_WHILE_HELD)
+    assert found["parent"] == ["interrupted", "handler"]
+    assert found["child"] == [["child"], True]

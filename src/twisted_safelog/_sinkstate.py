@@ -256,6 +256,10 @@ class SinkState(Generic[T]):
         me = currentThread()
         for _ in self._guard.active - self._slowActive - {me}:
             self._countReceived()
+        if me not in self._guard.active:
+            # Held for a delivery on a thread that is gone (not counted
+            # yet): the parent delivers them.
+            self._interrupting.clear()
         self._slowActive.intersection_update({me})
         gone = self._guard.forgetOtherThreads()
         buffered = 0
