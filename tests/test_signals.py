@@ -198,6 +198,49 @@ def test_aFeedbackLoopIsStillCutWhileAHandlerIsInstalled() -> None:
     assert stats.balanced
 
 
+def test_aHandlersFunctionCalledByTheSinkItselfIsAFeedbackLoop() -> None:
+    """
+    The function installed as the handler may also be called by the sink
+    in its delivery (a stats dump, a flush, a method of the sink itself):
+    what it logs then is an echo of the delivery and is dropped as a
+    reentry, although the handler's code is between the log call and the
+    delivery (it was not called by the signal: CPython hands a handler the
+    frame it interrupted). Before, each echo was held and delivered after
+    the delivery, whose call logged the next one: a loop without end, cut
+    here by the sink after 20. Called by the signal, its line is still
+    delivered after the delivery it interrupted.
+    """
+
+    class StatsSink:
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+            self.observer: Callable[[LogEvent], object] = lambda event: None
+
+        def __call__(self, event: LogEvent) -> None:
+            text = str(event.get("text"))
+            if text == "interrupted":
+                raiseSignal()
+            self.texts.append(text)
+            if len(self.texts) < 20:
+                self.dumpStats()
+
+        def dumpStats(self, *args: object) -> None:
+            self.observer(line(f"stats after {len(self.texts)}"))
+
+    sink = StatsSink()
+    observer = SafeObserver(sink, reporter=RecordingReporter())
+    sink.observer = observer
+    signal.signal(SIGNAL, sink.dumpStats)
+    observer(line("hello"))
+    assert sink.texts == ["hello"]
+    assert observer.stats().droppedByReason["reentry"] == 1
+    observer(line("interrupted"))
+    assert sink.texts == ["hello", "interrupted", "stats after 1"]
+    stats = observer.stats()
+    assert stats.droppedByReason["reentry"] == 3
+    assert stats.delivered == 3 and stats.balanced
+
+
 def test_aLoopStartedByAHandlersLineIsCut() -> None:
     """
     A handler that logs while no delivery is under way: its line is

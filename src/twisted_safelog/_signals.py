@@ -10,11 +10,13 @@ event the delivery caused would (the sink logged, or wrote to a redirected
 C{sys.stderr}), and the reentry guard would drop it; but the delivery did
 not cause it, and plain Twisted writes it. L{interruptedDelivery} tells the
 two apart by the frames between the log call and the delivery: a handler's
-frame is among them only if the handler interrupted the delivery.
+frame, called by CPython for a signal, is among them only if the handler
+interrupted the delivery.
 """
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import threading
@@ -34,6 +36,8 @@ _getsignal: Callable[[int], object] = getattr(
 __all__ = ["afterSignal", "interruptedDelivery"]
 
 T = TypeVar("T")
+
+_CO_VARARGS = inspect.CO_VARARGS
 
 _SIGNALS = sorted(int(signum) for signum in signal.valid_signals())
 
@@ -78,6 +82,27 @@ def _handlerCodes() -> set[CodeType]:
     return codes
 
 
+def _calledForSignal(frame: FrameType) -> bool:
+    """
+    Was C{frame}, running a signal handler's code, called by CPython for a
+    signal? Then one of its arguments is the frame it interrupted (its
+    caller's). The same function called by the delivery itself (a sink's
+    method installed as a handler, a stats dump it also calls) is not, and
+    what it logs there is an echo.
+    """
+    back = frame.f_back
+    code = frame.f_code
+    count = code.co_argcount + code.co_kwonlyargcount
+    if code.co_flags & _CO_VARARGS:
+        count += 1
+    values = frame.f_locals
+    for name in code.co_varnames[:count]:
+        value = values.get(name)
+        if value is back or (type(value) is tuple and any(item is back for item in value)):
+            return True
+    return False
+
+
 def interruptedDelivery(owner: object, deliveries: Collection[CodeType]) -> bool:
     """
     Called inside C{owner} (a sink) for a call that reached it on a thread
@@ -100,7 +125,7 @@ def interruptedDelivery(owner: object, deliveries: Collection[CodeType]) -> bool
             if frame is None:
                 return False
             code = frame.f_code
-            if entered and code in handlers:
+            if entered and code in handlers and _calledForSignal(frame):
                 return True
             if code in deliveries and frame.f_locals.get("self") is owner:
                 if entered:
