@@ -362,6 +362,60 @@ def test_twistedHandler(logger: logging.Logger) -> None:
     assert handler.reentered.value == 0
 
 
+def test_theBridgesDeliverAHandlersLineWhenItExits(logger: logging.Logger) -> None:
+    """
+    A handler that logs and then raises C{SystemExit} (an application's
+    SIGTERM handler) in the middle of a bridge's call: the exception leaves
+    the call, and the handler's line goes out before it does, as
+    L{SafeObserver} does. Before, it stayed held until the bridge's next
+    call, which at exit never comes: lost, and counted nowhere.
+    """
+    seen: list[str] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message == "interrupted":
+                raiseSignal()
+            seen.append(message)
+
+    handler = Handler()
+    logger.addHandler(handler)
+    bridge = StdlibObserver(logger.name)
+
+    def exitFromBridge(signum: int, frame: object) -> None:
+        bridge(line(SIGTERM_LINE))
+        raise SystemExit(0)
+
+    signal.signal(SIGNAL, exitFromBridge)
+    with pytest.raises(SystemExit):
+        bridge(line("interrupted"))
+    assert seen == [SIGTERM_LINE]
+    assert bridge.reentered.value == 0
+    logger.removeHandler(handler)
+
+    published: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        text = formatEvent(event)
+        if text == "interrupted":
+            raiseSignal()
+        published.append(text)
+
+    twistedHandler = TwistedHandler(LogPublisher(observer))
+    logger.addHandler(twistedHandler)
+
+    def exitFromStdlib(signum: int, frame: object) -> None:
+        logger.warning(SIGTERM_LINE)
+        raise SystemExit(0)
+
+    signal.signal(SIGNAL, exitFromStdlib)
+    with pytest.raises(SystemExit):
+        logger.warning("interrupted")
+    assert published == [SIGTERM_LINE]
+    assert twistedHandler.reentered.value == 0
+
+
 @pytest.fixture
 def logger() -> Iterator[logging.Logger]:
     yield from privateLogger("twisted_safelog.tests.signals")

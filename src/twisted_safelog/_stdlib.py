@@ -154,8 +154,9 @@ class StdlibObserver:
             self._forward(event)
         finally:
             self._guard.exit(tid)
-        if self._interrupting:
-            afterSignal(self._interrupting, self, self._guard.active)
+            # Also when the call raised (a handler that logs, then exits).
+            if self._interrupting:
+                afterSignal(self._interrupting, self, self._guard.active)
 
     def _forward(self, event: LogEvent) -> None:
         name = self.loggerName or event.get("log_namespace") or self.defaultName
@@ -236,8 +237,9 @@ class TwistedHandler(logging.Handler):
             self.handleError(record)
         finally:
             self._guard.exit(tid)
-        if self._interrupting:
-            afterSignal(self._interrupting, self.emit, self._guard.active)
+            # Also when the call raised (a handler that logs, then exits).
+            if self._interrupting:
+                afterSignal(self._interrupting, self.emit, self._guard.active)
 
     def eventFromRecord(self, record: logging.LogRecord) -> LogEvent:
         """
