@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from ._guard import currentThread
 
-#: CPython's C function (imported by L{signal}): C{signal.getsignal}
+#: CPython's C function (imported by C{signal}): C{signal.getsignal}
 #: converts every answer to an enum, which costs 50 times as much.
 _getsignal: Callable[[int], object] = getattr(
     sys.modules.get("_signal"), "getsignal", signal.getsignal
