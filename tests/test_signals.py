@@ -131,8 +131,8 @@ def test_aHandlersLineLoggedDuringADeliveryIsDeliveredAfterIt(fails: bool) -> No
 def test_aMethodOrPartialOrCallableObjectAsTheHandler() -> None:
     """
     twistd's handlers are the reactor's bound methods; others install a
-    C{functools.partial} or a callable object. Each is told apart from the
-    delivery the same way.
+    C{functools.partial} or a callable object (which may not be hashable).
+    Each is told apart from the delivery the same way.
     """
 
     class Stopper:
@@ -145,12 +145,18 @@ def test_aMethodOrPartialOrCallableObjectAsTheHandler() -> None:
         def __call__(self, signum: int, frame: object) -> None:
             self.log(line(SIGTERM_LINE))
 
+    class Unhashable(Stopper):
+        # A class that defines __eq__ alone: its objects cannot be hashed.
+        def __eq__(self, other: object) -> bool:
+            return other is self
+
     def logIt(log: Callable[[LogEvent], object], signum: int, frame: object) -> None:
         log(line(SIGTERM_LINE))
 
     for install in (
         lambda o: Stopper(o).sigTerm,
         lambda o: Stopper(o),
+        lambda o: Unhashable(o),
         lambda o: functools.partial(logIt, o),
     ):
         sink = InterruptedSink()

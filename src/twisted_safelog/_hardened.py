@@ -497,5 +497,5 @@ class HardenedSink(ReplayBuffer[T], SinkState[T], Generic[T]):
 
 # The code of the methods that call the sink (see SinkState._reentered).
 HardenedSink._deliveries = frozenset(
-    {HardenedSink.__call__.__code__, HardenedSink._deliver.__code__}
+    {id(HardenedSink.__call__.__code__), id(HardenedSink._deliver.__code__)}
 )

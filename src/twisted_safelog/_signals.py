@@ -39,6 +39,8 @@ T = TypeVar("T")
 
 _CO_VARARGS = inspect.CO_VARARGS
 
+_defaultIntHandler = signal.default_int_handler
+
 _SIGNALS = sorted(int(signum) for signum in signal.valid_signals())
 
 #: Frames looked at, at most, between a log call and the delivery it reached.
@@ -64,21 +66,21 @@ def _codeOf(handler: object) -> CodeType | None:
     return None
 
 
-def _handlerCodes() -> set[CodeType]:
+def _handlerCodes() -> set[int]:
     """
-    The code of every Python signal handler installed now.
+    The code of every Python signal handler installed now, by identity
+    (hashing a code object hashes its constants and names, every time).
     """
     codes = set()
-    for signum in _SIGNALS:
-        try:
-            handler = _getsignal(signum)
-        except (OSError, ValueError):
-            continue
-        if handler is None or type(handler) is int or handler is signal.default_int_handler:
+    # The signals without a handler (SIG_DFL, SIG_IGN: ints, or None) are
+    # passed over in C, not by a Python loop: a reentry (the incident's
+    # echoes) pays for this. Handlers are not hashed (they may not be).
+    for handler in filter(callable, map(_getsignal, _SIGNALS)):
+        if handler is _defaultIntHandler:
             continue
         code = _codeOf(handler)
         if code is not None:
-            codes.add(code)
+            codes.add(id(code))
     return codes
 
 
@@ -103,14 +105,16 @@ def _calledForSignal(frame: FrameType) -> bool:
     return False
 
 
-def interruptedDelivery(owner: object, deliveries: Collection[CodeType]) -> bool:
+def interruptedDelivery(owner: object, deliveries: Collection[int]) -> bool:
     """
     Called inside C{owner} (a sink) for a call that reached it on a thread
     delivering to it: was that call made by a signal handler that
     interrupted the delivery, rather than caused by it?
 
     @param owner: the sink, the C{self} of its delivery's frame.
-    @param deliveries: the code of the methods that deliver to the sink.
+    @param deliveries: the code of the methods that deliver to the sink, by
+        identity (C{id()} of each; the code of a class's methods lives as
+        long as the class).
     """
     if threading.current_thread() is not threading.main_thread():
         # Signal handlers run on the main thread only.
@@ -124,7 +128,7 @@ def interruptedDelivery(owner: object, deliveries: Collection[CodeType]) -> bool
         for _ in range(_MAX_FRAMES):
             if frame is None:
                 return False
-            code = frame.f_code
+            code = id(frame.f_code)
             if entered and code in handlers and _calledForSignal(frame):
                 return True
             if code in deliveries and frame.f_locals.get("self") is owner:

@@ -11,7 +11,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from types import CodeType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._breaker import BreakerState, CircuitBreaker
@@ -95,8 +94,9 @@ class SinkState(Generic[T]):
         if self.breaker.state is _HALF_OPEN:
             self.breaker.failure()
 
-    #: The code of the methods that call the sink (set by L{HardenedSink}).
-    _deliveries: frozenset[CodeType] = frozenset()
+    #: The code of the methods that call the sink, by identity (set by
+    #: L{HardenedSink}).
+    _deliveries: frozenset[int] = frozenset()
 
     def _reentered(self, event: T) -> None:
         """

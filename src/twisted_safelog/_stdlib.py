@@ -287,5 +287,5 @@ def _safeStr(thing: object) -> str:
 
 
 # The code of the bridges' calls (see interruptedDelivery).
-_OBSERVER_CALLS = frozenset({StdlibObserver.__call__.__code__})
-_HANDLER_CALLS = frozenset({TwistedHandler.emit.__code__})
+_OBSERVER_CALLS = frozenset({id(StdlibObserver.__call__.__code__)})
+_HANDLER_CALLS = frozenset({id(TwistedHandler.emit.__code__)})
