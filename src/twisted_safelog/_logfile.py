@@ -281,8 +281,9 @@ class LogFileWriter(PathChecking, PathKeeping):
                     self._depth = 0
         finally:
             # Reported outside the lock: the report may be written to this
-            # very file.
-            if self._note is not None:
+            # very file. (Not by a line held for later: the work under way
+            # says its notes when it is over.)
+            if self._note is not None and not self._depth:
                 self._sayNote()
             if self._later:
                 self._runLater()
