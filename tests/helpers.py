@@ -252,6 +252,22 @@ def interruptedAt(
         sys.settrace(None)
 
 
+def atEachLine(
+    scenario: Callable[[tuple[str, int] | None], set[tuple[str, int]]], fewest: int
+) -> int:
+    """
+    Run C{scenario} (which takes the line to interrupt, as L{interruptedAt}
+    does, and returns the lines it reached) once without an interruption,
+    to learn its lines (more than C{fewest}), then once interrupted at each
+    of them in turn. Returns how many lines there were.
+    """
+    lines = scenario(None)
+    assert len(lines) > fewest, lines
+    for line in sorted(lines):
+        scenario(line)
+    return len(lines)
+
+
 def privateLogger(name: str) -> Iterator[logging.Logger]:
     """
     For a fixture: the stdlib logger C{name}, not propagating, at DEBUG;

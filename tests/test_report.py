@@ -27,7 +27,7 @@ from twisted_safelog._escape import _UNSAFE, _UNSAFE_WITH_NEWLINE, escapeControl
 from twisted_safelog._report import LINE_LIMIT, TRACEBACK_LINES, describe
 from twisted_safelog.testing import RaisingObserver
 
-from .helpers import LineCollector, collectingReporter, event, interruptedAt
+from .helpers import LineCollector, atEachLine, collectingReporter, event, interruptedAt
 
 
 def test_reportersProvideIReporter() -> None:
@@ -131,10 +131,7 @@ def test_aSignalHandlerThatReportsInTheMiddleOfAReportLosesNothing() -> None:
     state change's caller swallowed, with the suppressed counts taken so far
     and the state change line).
     """
-    lines = reportsInterrupted(None)
-    assert len(lines) > 20
-    for line in sorted(lines):
-        reportsInterrupted(line)
+    atEachLine(reportsInterrupted, 20)
 
 
 def test_tracebackOnlyWithTheFirstFailureOfAKind() -> None:
